@@ -1,0 +1,242 @@
+"""The `imgprov` command line: it parses arguments and chains the pipeline stages, nothing more."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from imgprov import __version__, presets
+from imgprov.check import check_collection
+from imgprov.collection import Collection
+from imgprov.errors import ImgprovError
+from imgprov.images import load_image
+from imgprov.index import discover_images, index_paths, remove_paths
+from imgprov.info import collection_info
+from imgprov.render import draw_vote_map, write_png
+from imgprov.results import SearchResult
+from imgprov.search import search_local
+from imgprov.store import default_db_dir
+
+app = typer.Typer(
+    name="imgprov",
+    help="Find the originals an image is made of, verify them, and localize what was changed.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+DbOption = Annotated[
+    Path,
+    typer.Option(
+        "--db", help="Index directory.", default_factory=default_db_dir, show_default="~/.local/share/imgprov"
+    ),
+]
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
+    db: DbOption,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Local-feature preset, fixed when the index is created: {_choices(presets.LOCAL_FEATURES)}."
+        ),
+    ] = None,
+    vectors: Annotated[
+        str | None, typer.Option(help=f"Local vector-index preset: {_choices(presets.LOCAL_INDEXES)}.")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Extraction threads.")] = os.cpu_count() or 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per transaction.")] = 32,
+) -> None:
+    """Add images to the index; unchanged files are skipped, changed files replaced."""
+    files, missing = discover_images(paths)
+    with (
+        Collection.writer(db, feature_preset=features, index_preset=vectors) as collection,
+        _progress() as progress,
+    ):
+        task = progress.add_task("indexing", total=len(files))
+        report = index_paths(
+            collection,
+            files,
+            batch_size=batch_size,
+            workers=workers,
+            progress=lambda n: progress.advance(task, n),
+        )
+    failures = missing + report.failed
+    for _, message in failures:
+        stderr.print(f"imgprov: skipped {message}", markup=False, highlight=False)
+    counts = (len(report.added), len(report.replaced), len(report.unchanged), len(failures))
+    stderr.print("indexed {} new, {} changed, {} unchanged, {} failed".format(*counts), highlight=False)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    queries: Annotated[list[Path], typer.Argument(help="Query images.")],
+    db: DbOption,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Most matches to report per query.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query per line.")] = False,
+    preset: Annotated[
+        str, typer.Option(help=f"Search preset: {_choices(presets.SEARCHES)}.")
+    ] = presets.DEFAULT_SEARCH,
+    vote_map: Annotated[
+        Path | None, typer.Option("--vote-map", help="Write the OS2OS vote density over the query (PNG).")
+    ] = None,
+) -> None:
+    """Find the originals of each query image in the index."""
+    conf = presets.search(preset)
+    collection = Collection.open(db)
+    failed = 0
+    for number, query in enumerate(queries):
+        try:
+            image = load_image(query)
+        except ImgprovError as exc:
+            failed += 1
+            _report_query_error(query, exc, as_json)
+            continue
+        result = search_local(collection, image.pixels, conf, top_k=top_k, query_name=str(query))
+        if vote_map is not None:
+            write_png(_numbered(vote_map, number, len(queries)), draw_vote_map(image.pixels, result))
+        if as_json:
+            print(json.dumps(result.to_json()), flush=True)
+        else:
+            _print_result_table(result)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def remove(
+    paths: Annotated[list[Path], typer.Argument(help="Indexed files, or folders whose images to remove.")],
+    db: DbOption,
+) -> None:
+    """Remove images from the index."""
+    with Collection.writer(db, create=False) as collection:
+        removed, not_found = remove_paths(collection, paths)
+    for path in not_found:
+        stderr.print(f"imgprov: not in the index: {path}", markup=False, highlight=False)
+    stderr.print(f"removed {len(removed)} images", highlight=False)
+    if not_found:
+        raise typer.Exit(1)
+
+
+@app.command()
+def info(db: DbOption, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Describe the index: images, features, vector layout, size on disk, recent events."""
+    summary = collection_info(Collection.open(db))
+    if as_json:
+        print(json.dumps(summary))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in summary.items():
+        if key != "events":
+            table.add_row(key, str(value))
+    stdout.print(table)
+    for event in summary["events"]:
+        stdout.print(f"  {event['time']}  {event['kind']}  {json.dumps(event['detail'])}", highlight=False)
+
+
+@app.command()
+def check(
+    db: DbOption,
+    repair: Annotated[
+        bool, typer.Option(help="Rebuild vector files from the catalogue and delete strays.")
+    ] = False,
+) -> None:
+    """Verify that the catalogue and the vector files agree (and repair them)."""
+    if repair:
+        with Collection.writer(db, create=False) as collection:
+            report = check_collection(collection, repair=True)
+    else:
+        report = check_collection(Collection.open(db), repair=False)
+    for line in report.lines():
+        stdout.print(line, markup=False, highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.callback(invoke_without_command=True)
+def _version(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        print(f"imgprov {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    """Entry point: every error becomes one line on stderr and a non-zero exit status."""
+    try:
+        status = app(standalone_mode=False)
+    except ImgprovError as exc:
+        _fail(str(exc))
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _fail("aborted", status=130)
+    except typer.TyperException as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _fail(f"{message} (see `imgprov --help`)", status=2)
+    except KeyboardInterrupt:
+        _fail("interrupted; completed batches are kept", status=130)
+    except Exception as exc:
+        if os.environ.get("IMGPROV_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (set IMGPROV_DEBUG=1 for details)")
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _fail(message: str, status: int = 1) -> None:
+    print(f"imgprov: error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def _choices(table) -> str:
+    return ", ".join(sorted(table))
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+    )
+
+
+def _numbered(path: Path, number: int, total: int) -> Path:
+    return path if total == 1 else path.with_name(f"{path.stem}-{number + 1}{path.suffix}")
+
+
+def _report_query_error(query: Path, exc: ImgprovError, as_json: bool) -> None:
+    stderr.print(f"imgprov: error: {exc}", markup=False, highlight=False)
+    if as_json:
+        print(json.dumps({"query": str(query), "error": str(exc), "matches": []}), flush=True)
+
+
+def _print_result_table(result: SearchResult) -> None:
+    title = f"{result.query}: " + (
+        f"{len(result.matches)} matches" if result.matches else "no match in the collection"
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("rank", "score", "inliers", "regions", "path"):
+        table.add_column(column, justify="right" if column != "path" else "left")
+    for match in result.matches:
+        table.add_row(
+            str(match.rank), f"{match.score:.3f}", str(match.inliers), str(len(match.regions)), match.path
+        )
+    stdout.print(table)

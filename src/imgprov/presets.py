@@ -1,0 +1,156 @@
+"""Named presets: frozen dataclasses whose names encode their key parameters.
+
+Every stage takes its configuration as one of these records; nothing reads globals. Unknown names
+raise `PresetError` listing the valid ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from imgprov.errors import PresetError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LocalFeatureConf:
+    """RootSIFT keypoints and descriptors.
+
+    The image is resized so that its longest side is at most `max_side` before detection; keypoint
+    coordinates and scales are mapped back to original-image pixels.
+    """
+
+    name: str
+    max_keypoints: int
+    max_side: int
+    contrast_threshold: float = 0.02
+    edge_threshold: float = 10.0
+    n_octave_layers: int = 3
+
+
+@dataclass(frozen=True)
+class VectorIndexConf:
+    """A FAISS vector index: exact while small, IVF-PQ trained on the collection once large.
+
+    The switch happens when the set holds more than `exact_max_vectors` vectors; the coarse
+    quantizer gets about `ivf_lists_per_sqrt` * sqrt(N) lists, codes are `pq_bytes` bytes, and both
+    are retrained when the set grows to `retrain_growth` times the size they were trained on.
+    metric: "l2" or "ip" (inner product, for L2-normalized vectors).
+    """
+
+    name: str
+    exact_max_vectors: int
+    pq_bytes: int
+    nprobe: int
+    metric: str = "l2"
+    ivf_lists_per_sqrt: float = 4.0
+    retrain_growth: float = 4.0
+    train_sample: int = 200_000
+
+
+@dataclass(frozen=True)
+class OS2OSConf:
+    """OS2OS voting and scoring (paper 002, Eq. 1-11).
+
+    knn: K nearest neighbours per query descriptor (Eq. 1); phi: reference rank, usually K/2.
+    window_scale, window_eps: b and epsilon of the vote cell w_s = b * (w*h)^(1/(2+eps)) (Eq. 6).
+    """
+
+    name: str
+    knn: int
+    phi: int
+    window_scale: float
+    window_eps: float
+    min_cluster_votes: int = 4
+    max_clusters_per_image: int = 4
+    max_voting_images: int = 2000
+
+
+@dataclass(frozen=True)
+class VerifyConf:
+    """Sequential MAGSAC++ fitting of transforms between a query and a candidate.
+
+    reprojection_fraction: inlier threshold as a fraction of the candidate's diagonal.
+    min_inliers: fewest inliers that make a region (and so a match).
+    min_support: lowest fraction of the keypoints inside a region that must be inliers.
+    """
+
+    name: str
+    ratio: float
+    reprojection_fraction: float
+    min_inliers: int
+    min_support: float
+    max_regions: int = 4
+    max_iterations: int = 2000
+
+
+@dataclass(frozen=True)
+class SearchConf:
+    """Local search: OS2OS shortlist of `shortlist` images, the best `verify_top` verified."""
+
+    name: str
+    os2os: OS2OSConf
+    verify: VerifyConf
+    shortlist: int
+    verify_top: int
+    query_flips: bool = True
+
+
+LOCAL_FEATURES: Mapping[str, LocalFeatureConf] = {
+    conf.name: conf
+    for conf in (
+        LocalFeatureConf(name="rootsift-1k-768", max_keypoints=1000, max_side=768),
+        LocalFeatureConf(name="rootsift-2k-1024", max_keypoints=2000, max_side=1024),
+        LocalFeatureConf(name="rootsift-4k-1600", max_keypoints=4000, max_side=1600),
+    )
+}
+
+LOCAL_INDEXES: Mapping[str, VectorIndexConf] = {
+    conf.name: conf
+    for conf in (
+        VectorIndexConf(name="exact50k-ivfpq32-probe16", exact_max_vectors=50_000, pq_bytes=32, nprobe=16),
+        VectorIndexConf(name="exact50k-ivfpq64-probe32", exact_max_vectors=50_000, pq_bytes=64, nprobe=32),
+    )
+}
+
+_OS2OS_K10 = OS2OSConf(name="os2os-k10", knn=10, phi=5, window_scale=0.5, window_eps=0.5)
+_OS2OS_K20 = OS2OSConf(name="os2os-k20", knn=20, phi=10, window_scale=0.5, window_eps=0.5)
+_MAGSAC = VerifyConf(
+    name="magsac-r85-i15-s05", ratio=0.85, reprojection_fraction=0.006, min_inliers=15, min_support=0.05
+)
+
+SEARCHES: Mapping[str, SearchConf] = {
+    conf.name: conf
+    for conf in (
+        SearchConf(name="os2os-k10-verify20", os2os=_OS2OS_K10, verify=_MAGSAC, shortlist=100, verify_top=20),
+        SearchConf(name="os2os-k20-verify50", os2os=_OS2OS_K20, verify=_MAGSAC, shortlist=200, verify_top=50),
+    )
+}
+
+DEFAULT_LOCAL_FEATURES = "rootsift-2k-1024"
+DEFAULT_LOCAL_INDEX = "exact50k-ivfpq32-probe16"
+DEFAULT_SEARCH = "os2os-k10-verify20"
+
+
+def lookup(table: Mapping[str, T], name: str, what: str) -> T:
+    """Return `table[name]`, or raise `PresetError` naming the valid choices."""
+    try:
+        return table[name]
+    except KeyError:
+        valid = ", ".join(sorted(table))
+        raise PresetError(f"unknown {what} preset {name!r}; valid: {valid}") from None
+
+
+def local_features(name: str = DEFAULT_LOCAL_FEATURES) -> LocalFeatureConf:
+    return lookup(LOCAL_FEATURES, name, "local-feature")
+
+
+def local_index(name: str = DEFAULT_LOCAL_INDEX) -> VectorIndexConf:
+    return lookup(LOCAL_INDEXES, name, "local-index")
+
+
+def search(name: str = DEFAULT_SEARCH) -> SearchConf:
+    return lookup(SEARCHES, name, "search")

@@ -1,0 +1,72 @@
+"""Pictures for people: the OS2OS vote density over the query (paper 002, Fig. 7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from imgprov.errors import ImgprovError
+from imgprov.results import SearchResult
+
+BOX_COLOURS = ((255, 255, 255), (80, 220, 255), (255, 120, 80), (120, 255, 120), (255, 80, 200))
+
+
+def vote_density(result: SearchResult, sigma_fraction: float = 0.02) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: Gaussian-splatted OS2OS votes over the query.
+
+    Each vote is weighted by its match affinity times its cluster's OS2OS score, so the strongest
+    shared objects stand out.
+    """
+    density = np.zeros((result.height, result.width), np.float32)
+    for cluster in result.votes:
+        xs = np.clip(np.rint(cluster.points[:, 0]).astype(int), 0, result.width - 1)
+        ys = np.clip(np.rint(cluster.points[:, 1]).astype(int), 0, result.height - 1)
+        np.add.at(density, (ys, xs), cluster.weights * np.float32(cluster.score))
+    sigma = max(2.0, sigma_fraction * float(np.hypot(result.width, result.height)))
+    density = cv2.GaussianBlur(density, (0, 0), sigma)
+    peak = float(density.max())
+    return density / peak if peak > 0 else density
+
+
+def draw_vote_map(pixels: np.ndarray, result: SearchResult, top: int = 5) -> np.ndarray:
+    """The query dimmed, the vote density in false colour over it, and the top matches' regions.
+
+    pixels: (H, W, 3) uint8 RGB query. Returns (H, W, 3) uint8 RGB.
+    """
+    density = vote_density(result)
+    heat = cv2.applyColorMap(np.rint(density * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
+    alpha = (0.15 + 0.6 * density)[:, :, None]
+    picture = (pixels.astype(np.float32) * 0.6 * (1 - alpha) + heat.astype(np.float32) * alpha).astype(
+        np.uint8
+    )
+    thickness = max(1, round(max(result.width, result.height) / 400))
+    for number, match in enumerate(result.matches[:top]):
+        colour = BOX_COLOURS[number % len(BOX_COLOURS)]
+        for region in match.regions:
+            x0, y0, x1, y1 = (round(v) for v in region.query_box)
+            cv2.rectangle(picture, (x0, y0), (x1, y1), colour, thickness)
+            label = f"#{match.rank} {Path(match.path).name}"
+            cv2.putText(
+                picture,
+                label,
+                (x0 + 3, max(12, y0 + 14)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.45,
+                colour,
+                1,
+                cv2.LINE_AA,
+            )
+    return picture
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Write an RGB image; a one-line error if the folder is missing or not writable."""
+    ok = False
+    try:
+        ok = cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]))
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise ImgprovError(f"{path}: cannot write image (does the folder exist and is it writable?)")

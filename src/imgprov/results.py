@@ -1,0 +1,87 @@
+"""Typed result records shared by the search stage, the CLI and the server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class MatchRegion:
+    """A region of the query explained by a region of the matched image.
+
+    query_box, match_box: (x0, y0, x1, y1) in query and match original pixels.
+    """
+
+    query_box: Box
+    match_box: Box
+    score: float
+    inliers: int
+
+    def to_json(self) -> dict:
+        return {
+            "query_box": [round(v, 1) for v in self.query_box],
+            "match_box": [round(v, 1) for v in self.match_box],
+            "score": round(self.score, 4),
+            "inliers": self.inliers,
+        }
+
+
+@dataclass(frozen=True)
+class Match:
+    """One original found for a query; `transform` maps query pixels to the original's, (3, 3)."""
+
+    image_id: int
+    path: str
+    rank: int
+    score: float
+    inliers: int
+    os2os: float
+    regions: tuple[MatchRegion, ...]
+    transform: np.ndarray | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.path,
+            "id": self.image_id,
+            "rank": self.rank,
+            "score": round(self.score, 4),
+            "inliers": self.inliers,
+            "os2os": round(self.os2os, 4),
+            "regions": [region.to_json() for region in self.regions],
+        }
+
+
+@dataclass(frozen=True)
+class VotePoint:
+    """Query keypoints that voted for one OS2OS cluster of one candidate.
+
+    points: (M, 2) float32 query pixels; weights: (M,) float32 match affinities.
+    """
+
+    image_id: int
+    score: float
+    points: np.ndarray
+    weights: np.ndarray
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Everything one query produced: matches best first (empty when nothing matched)."""
+
+    query: str
+    width: int
+    height: int
+    matches: tuple[Match, ...]
+    timings: dict[str, float]
+    votes: tuple[VotePoint, ...] = ()
+
+    def to_json(self) -> dict:
+        return {
+            "query": self.query,
+            "matches": [match.to_json() for match in self.matches],
+            "timings": {name: round(seconds, 4) for name, seconds in self.timings.items()},
+        }
