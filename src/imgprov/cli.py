@@ -233,8 +233,9 @@ def _print_result_table(result: SearchResult) -> None:
         f"{len(result.matches)} matches" if result.matches else "no match in the collection"
     )
     table = Table(title=title, title_justify="left")
-    for column in ("rank", "score", "inliers", "regions", "path"):
-        table.add_column(column, justify="right" if column != "path" else "left")
+    for column in ("rank", "score", "inliers", "regions"):
+        table.add_column(column, justify="right")
+    table.add_column("path", overflow="fold")
     for match in result.matches:
         table.add_row(
             str(match.rank), f"{match.score:.3f}", str(match.inliers), str(len(match.regions)), match.path

@@ -111,10 +111,12 @@ def write_atomically(index: faiss.Index, path: Path) -> None:
 
 def read_index(path: Path, expected_count: int) -> faiss.Index:
     """Read an index file and check it holds `expected_count` vectors."""
+    if not path.is_file():
+        raise IndexCorrupt(f"{path}: vector file is missing; run `imgprov check --repair`")
     try:
         index = faiss.read_index(str(path))
-    except RuntimeError as exc:
-        raise IndexCorrupt(f"{path}: cannot read vector index ({str(exc).splitlines()[0][:100]})") from None
+    except RuntimeError:
+        raise IndexCorrupt(f"{path}: vector file is damaged; run `imgprov check --repair`") from None
     if index.ntotal != expected_count:
         raise IndexCorrupt(
             f"{path}: holds {index.ntotal} vectors but the catalogue records {expected_count}; "

@@ -1,0 +1,1 @@
+"""Benchmarks of imgprov: corpus fetching, workloads and scoring."""

@@ -1,0 +1,1 @@
+"""imgprov test suite."""

@@ -1,0 +1,30 @@
+"""Helpers for tests: real photos and the recompression a shared image goes through."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from imgprov.demo import skimage_data_dir
+from imgprov.images import load_image
+
+
+def photo(name: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of one scikit-image photo."""
+    return load_image(skimage_data_dir() / name).pixels
+
+
+def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """Encode and decode as JPEG at `quality`."""
+    ok, data = cv2.imencode(
+        ".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    assert ok
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+
+
+def write_jpeg(path: Path, rgb: np.ndarray, quality: int = 90) -> Path:
+    cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return path
