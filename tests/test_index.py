@@ -98,9 +98,7 @@ def test_failed_transaction_leaves_the_previous_index_readable(tmp_path, origina
 
 
 def test_exact_index_switches_to_ivfpq_when_large_and_it_is_recorded(tmp_path, originals, monkeypatch):
-    small = VectorIndexConf(
-        name="test-exact3k", exact_max_vectors=3000, pq_bytes=16, nprobe=8, train_sample=20000
-    )
+    small = VectorIndexConf(name="test-exact3k", exact_max_vectors=3000, pq_bytes=16, nprobe=8)
     monkeypatch.setitem(presets.LOCAL_INDEXES, small.name, small)
     db = tmp_path / "db"
     index(db, [originals], index_preset=small.name)

@@ -36,8 +36,9 @@ class VectorIndexConf:
     """A FAISS vector index: exact while small, IVF-PQ trained on the collection once large.
 
     The switch happens when the set holds more than `exact_max_vectors` vectors; the coarse
-    quantizer gets about `ivf_lists_per_sqrt` * sqrt(N) lists, codes are `pq_bytes` bytes, and both
-    are retrained when the set grows to `retrain_growth` times the size they were trained on.
+    quantizer gets about `ivf_lists_per_sqrt` * sqrt(N) lists trained on `train_points_per_list`
+    sampled vectors per list, codes are `pq_bytes` bytes, and both are retrained when the set grows
+    to `retrain_growth` times the size they were trained on.
     metric: "l2" or "ip" (inner product, for L2-normalized vectors).
     """
 
@@ -46,9 +47,9 @@ class VectorIndexConf:
     pq_bytes: int
     nprobe: int
     metric: str = "l2"
-    ivf_lists_per_sqrt: float = 4.0
+    ivf_lists_per_sqrt: float = 1.0
     retrain_growth: float = 4.0
-    train_sample: int = 200_000
+    train_points_per_list: int = 64
 
 
 @dataclass(frozen=True)

@@ -16,18 +16,27 @@ BOX_COLOURS = ((255, 255, 255), (80, 220, 255), (255, 120, 80), (120, 255, 120),
 def vote_density(result: SearchResult, sigma_fraction: float = 0.02) -> np.ndarray:
     """(H, W) float32 in [0, 1]: Gaussian-splatted OS2OS votes over the query.
 
-    Each vote is weighted by its match affinity times its cluster's OS2OS score, so the strongest
-    shared objects stand out.
+    Votes are weighted by match affinity times their cluster's OS2OS score. Each candidate's density
+    is normalized to peak at 1 and the maximum over candidates is shown, so a small donor object is
+    as visible as the host; only matched candidates are drawn when there are any.
     """
-    density = np.zeros((result.height, result.width), np.float32)
-    for cluster in result.votes:
-        xs = np.clip(np.rint(cluster.points[:, 0]).astype(int), 0, result.width - 1)
-        ys = np.clip(np.rint(cluster.points[:, 1]).astype(int), 0, result.height - 1)
-        np.add.at(density, (ys, xs), cluster.weights * np.float32(cluster.score))
+    matched = {match.image_id for match in result.matches}
+    clusters = [cluster for cluster in result.votes if cluster.image_id in matched] or list(result.votes)
     sigma = max(2.0, sigma_fraction * float(np.hypot(result.width, result.height)))
-    density = cv2.GaussianBlur(density, (0, 0), sigma)
-    peak = float(density.max())
-    return density / peak if peak > 0 else density
+    combined = np.zeros((result.height, result.width), np.float32)
+    for image_id in sorted({cluster.image_id for cluster in clusters}):
+        density = np.zeros_like(combined)
+        for cluster in clusters:
+            if cluster.image_id != image_id:
+                continue
+            xs = np.clip(np.rint(cluster.points[:, 0]).astype(int), 0, result.width - 1)
+            ys = np.clip(np.rint(cluster.points[:, 1]).astype(int), 0, result.height - 1)
+            np.add.at(density, (ys, xs), cluster.weights * np.float32(cluster.score))
+        density = cv2.GaussianBlur(density, (0, 0), sigma)
+        peak = float(density.max())
+        if peak > 0:
+            np.maximum(combined, density / peak, out=combined)
+    return combined
 
 
 def draw_vote_map(pixels: np.ndarray, result: SearchResult, top: int = 5) -> np.ndarray:

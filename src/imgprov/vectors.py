@@ -243,7 +243,8 @@ class VectorSet:
         if layout.kind == "flat":
             index = new_flat(self.dim, self.conf.metric)
         else:
-            index = train_ivfpq(_training_sample(all_batches, count, self.conf.train_sample), layout)
+            sample_size = max(self.conf.train_points_per_list * layout.nlist, 256 * 64)
+            index = train_ivfpq(_training_sample(all_batches, count, sample_size), layout)
         for ids, vectors in all_batches():
             index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
         set_nprobe(index, self.conf.nprobe)
