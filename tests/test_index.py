@@ -9,7 +9,7 @@ import pytest
 
 from imgprov import presets
 from imgprov.check import check_collection
-from imgprov.collection import Collection
+from imgprov.collection import Collection, CollectionPresets
 from imgprov.errors import IndexBusy, IndexUnwritable, PresetError
 from imgprov.index import discover_images, index_paths, remove_paths
 from imgprov.presets import VectorIndexConf
@@ -32,9 +32,9 @@ def originals(tmp_path, photo_paths) -> Path:
     return folder
 
 
-def index(db: Path, paths: list[Path], **writer_options):
+def index(db: Path, paths: list[Path], **preset_names):
     files, missing = discover_images(paths)
-    with Collection.writer(db, **writer_options) as collection:
+    with Collection.writer(db, presets=CollectionPresets(**preset_names)) as collection:
         return index_paths(collection, files, batch_size=2), missing
 
 
@@ -80,7 +80,7 @@ def test_remove_deletes_images_and_their_vectors(tmp_path, originals):
 def test_failed_transaction_leaves_the_previous_index_readable(tmp_path, originals, monkeypatch):
     db = tmp_path / "db"
     index(db, [originals / "astronaut.png"])
-    before = Collection.open(db).local.state
+    before = [vector_set.state for vector_set in Collection.open(db).vector_sets]
 
     def crash(self, state):
         raise OSError("disk full (simulated after the vector file was written)")
@@ -90,9 +90,9 @@ def test_failed_transaction_leaves_the_previous_index_readable(tmp_path, origina
         index(db, [originals / "coffee.png"])
     monkeypatch.undo()
     collection = Collection.open(db)
-    assert collection.local.state == before
+    assert [vector_set.state for vector_set in collection.vector_sets] == before
     assert collection.catalogue.image_count() == 1
-    assert sorted(path.name for path in db.glob("*.faiss*")) == [before.file]
+    assert sorted(path.name for path in db.glob("*.faiss*")) == sorted(state.file for state in before)
     assert check_collection(collection, repair=False).ok
     assert search_local(collection, photo("astronaut.png"), presets.search()).matches
 
@@ -101,7 +101,7 @@ def test_exact_index_switches_to_ivfpq_when_large_and_it_is_recorded(tmp_path, o
     small = VectorIndexConf(name="test-exact3k", exact_max_vectors=3000, pq_bytes=16, nprobe=8)
     monkeypatch.setitem(presets.LOCAL_INDEXES, small.name, small)
     db = tmp_path / "db"
-    index(db, [originals], index_preset=small.name)
+    index(db, [originals], local_index=small.name)
     collection = Collection.open(db)
     assert collection.local.state.layout.startswith("IVF")
     assert collection.local.state.trained_on > 3000
@@ -140,6 +140,6 @@ def test_unwritable_db_and_preset_mismatch(tmp_path, originals):
     db = tmp_path / "db"
     index(db, [originals / "coffee.png"])
     with pytest.raises(PresetError, match="rootsift-2k-1024"):
-        index(db, [originals / "coffee.png"], feature_preset="rootsift-1k-768")
+        index(db, [originals / "coffee.png"], local_features="rootsift-1k-768")
     with pytest.raises(PresetError, match="valid:"):
         presets.local_features("sift-huge")

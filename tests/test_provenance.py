@@ -52,7 +52,6 @@ from imgprov.provenance.testing import (
     tampered_manifest_text,
     tampered_pixels,
 )
-from imgprov.results import Match
 from imgprov.search import search
 from tests.support import jpeg, photo
 
@@ -484,11 +483,6 @@ def shared_and_edited(rgb: np.ndarray) -> np.ndarray:
     return jpeg(jpeg(copy, 80), 70)
 
 
-def stored_credentials(collection: Collection, match: Match) -> ContentCredentials | None:
-    """The matched original's credentials; until the index stores them, read from its file."""
-    return read_manifest_file(match.path)
-
-
 def test_a_signed_original_is_found_from_a_stripped_edited_copy_with_its_signer_and_actions(
     tmp_path, chain, logo
 ):
@@ -510,7 +504,11 @@ def test_a_signed_original_is_found_from_a_stripped_edited_copy_with_its_signer_
     result = search(collection, np.asarray(Image.open(io.BytesIO(shared)).convert("RGB")), presets.search())
     assert result.matches and result.matches[0].path.endswith("chelsea.jpg")
 
-    credentials = stored_credentials(collection, result.matches[0])
+    match = result.matches[0]
+    assert match.provenance == collection.credentials([match.image_id])[match.image_id].summary()
+    assert match.agreement["verdict"] == "no-query-credentials"
+    credentials = collection.credentials([match.image_id])[match.image_id]
+    assert credentials.raw_store and credentials.raw_store in signed
     assert credentials.state is VALID_UNTRUSTED
     assert credentials.signer.common_name == "Test Photo Desk"
     assert [action.action for action in credentials.actions] == ["c2pa.created", "c2pa.placed", "c2pa.edited"]

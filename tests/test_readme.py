@@ -20,7 +20,7 @@ def console_commands() -> list[str]:
 
 def test_readme_has_examples_for_every_command():
     used = {shlex.split(command)[1] for command in console_commands()}
-    assert used >= {"index", "search", "info", "check", "remove"}
+    assert used >= {"index", "search", "compare", "info", "check", "remove"}
 
 
 def test_readme_examples_run(tmp_path):
@@ -38,4 +38,5 @@ def test_readme_examples_run(tmp_path):
             timeout=600,
         )
         assert done.returncode == 0, f"{command}\n{done.stderr}"
-    assert (tmp_path / "votes.png").stat().st_size > 0
+    for picture in ("votes.png", "roles.png", "edits.png", "mask.png", "compare.png"):
+        assert (tmp_path / picture).stat().st_size > 0

@@ -1,4 +1,13 @@
-"""`imgprov check`: do the catalogue and the vector files agree? Repair what does not."""
+"""`imgprov check`: do the catalogue and the vector files agree? Repair what does not.
+
+Three kinds of findings:
+- damage: the SQLite catalogue itself is inconsistent (its integrity check fails, an image lacks its
+  features). The catalogue is the source of truth, so nothing can rebuild it: restore a backup.
+- problems: a vector file disagrees with the catalogue (missing, damaged, wrong size, layout or
+  ids). `--repair` rebuilds every vector file from the catalogue.
+- leftovers: files no catalogue entry names, left by an interrupted write (or being written by a
+  writer right now). They change nothing a reader sees; the next write or `--repair` deletes them.
+"""
 
 from __future__ import annotations
 
@@ -7,86 +16,164 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-from imgprov.collection import Collection
+from imgprov.collection import GLOBAL, LOCAL, Collection
 from imgprov.errors import IndexCorrupt
-from imgprov.vectors import read_index, split_ids
+from imgprov.extract.rootsift import DESCRIPTOR_DIM
+from imgprov.extract.sscd import EMBEDDING_DIM
+from imgprov.vectors import VectorSet, layout_of, split_ids
+
+GEOMETRY_BYTES_PER_KEYPOINT = 4 * 4
+"""x, y, scale, angle as float32."""
+
+CATALOGUE_CHECKS = (
+    (
+        "SELECT COUNT(*) FROM images i LEFT JOIN keypoints k ON k.image_id = i.id WHERE k.image_id IS NULL",
+        "images without keypoints",
+    ),
+    (
+        "SELECT COUNT(*) FROM images i LEFT JOIN descriptors d ON d.image_id = i.id WHERE d.image_id IS NULL",
+        "images without descriptors",
+    ),
+    (
+        f"SELECT COUNT(*) FROM keypoints WHERE length(geometry) != count * {GEOMETRY_BYTES_PER_KEYPOINT}",
+        "keypoint geometry of the wrong size",
+    ),
+    (
+        "SELECT COUNT(*) FROM keypoints k JOIN descriptors d ON d.image_id = k.image_id "
+        f"WHERE length(d.data) != k.count * {DESCRIPTOR_DIM}",
+        "descriptors whose number differs from the keypoints'",
+    ),
+)
+GLOBAL_CHECKS = (
+    (
+        "SELECT COUNT(*) FROM images i LEFT JOIN global_vectors g ON g.image_id = i.id "
+        "WHERE g.image_id IS NULL",
+        "images without a global embedding",
+    ),
+    (
+        f"SELECT COUNT(*) FROM global_vectors WHERE length(data) != {EMBEDDING_DIM * 4}",
+        "global embeddings of the wrong size",
+    ),
+)
+EXPECTED_COUNTS = {
+    LOCAL: "SELECT image_id, count FROM keypoints WHERE count > 0",
+    GLOBAL: "SELECT image_id, 1 FROM global_vectors",
+}
+LEFTOVER_SUFFIXES = (".faiss", ".faiss.tmp")
 
 
 @dataclass
 class CheckReport:
-    """Findings of a check: `problems` are what disagrees, `repaired` what was fixed."""
+    """Findings of a check (see the module docstring); `repaired` lists what was fixed."""
 
     images: int = 0
-    vectors: int = 0
+    vectors: dict[str, int] = field(default_factory=dict)
+    damage: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems or bool(self.repaired)
+        """Whether the index is sound (now): no damage, and no problem left unrepaired."""
+        return not self.damage and (not self.problems or bool(self.repaired))
 
     def lines(self) -> list[str]:
-        status = "ok" if not self.problems else ("repaired" if self.repaired else "PROBLEMS FOUND")
-        lines = [f"{status}: {self.images} images, {self.vectors} local vectors"]
+        if self.damage:
+            status = "DAMAGED"
+        elif self.problems:
+            status = "repaired" if self.repaired else "PROBLEMS FOUND"
+        else:
+            status = "ok"
+        counts = ", ".join(f"{count} {name} vectors" for name, count in self.vectors.items())
+        lines = [f"{status}: {self.images} images, {counts}"]
+        lines += [f"damage: {finding}" for finding in self.damage]
         lines += [f"problem: {problem}" for problem in self.problems]
+        lines += [
+            f"note: {name} is named by no catalogue entry (an interrupted write's, or one in progress); "
+            "the next write or `imgprov check --repair` deletes it"
+            for name in self.leftovers
+        ]
         lines += [f"repaired: {action}" for action in self.repaired]
-        if self.problems and not self.repaired:
+        if self.damage:
+            lines.append("the catalogue itself is damaged; restore the index directory from a backup")
+        elif self.problems and not self.repaired:
             lines.append("run `imgprov check --repair` (with the same --db) to rebuild the vector files")
         return lines
 
 
 def check_collection(collection: Collection, *, repair: bool) -> CheckReport:
-    """Check SQLite integrity, the vector file's existence, count and ids against the catalogue."""
+    """Check the catalogue, then each vector file against it; with `repair` (a writable collection,
+    see `Collection.writer`), rebuild the vector files when any disagrees."""
     catalogue = collection.catalogue
     report = CheckReport(images=catalogue.image_count())
-    integrity = catalogue.connection.execute("PRAGMA integrity_check").fetchone()[0]
-    if integrity != "ok":
-        report.problems.append(f"SQLite integrity check: {integrity}")
-        return report
-    report.problems += _vector_problems(collection)
-    stray = [
-        path.name
-        for path in collection.root.iterdir()
-        if path.name.endswith((".faiss", ".faiss.tmp")) and path.name != collection.local.state.file
-    ]
-    report.problems += [f"stray file {name} (left by an interrupted write)" for name in sorted(stray)]
-    if repair and report.problems:
-        collection.rebuild_local_vectors()
-        report.repaired.append(f"rebuilt local vectors into {collection.local.state.file}")
-        removed = collection.remove_stray_files()
-        report.repaired += [f"deleted {name}" for name in removed]
-    report.vectors = collection.local.state.count
+    report.damage = catalogue_damage(collection)
+    if not report.damage:
+        for vector_set in collection.vector_sets:
+            report.problems += vector_problems(collection, vector_set)
+    report.leftovers = leftover_files(collection)
+    if repair:
+        report.repaired += [f"deleted {name}" for name in collection.removed_leftovers]
+        if report.problems:
+            collection.rebuild_vectors()
+            report.repaired += [
+                f"rebuilt {vector_set.name} vectors into {vector_set.state.file}"
+                for vector_set in collection.vector_sets
+            ]
+        report.repaired += [f"deleted {name}" for name in collection.remove_stray_files()]
+        report.leftovers = []
+    report.vectors = {vector_set.name: vector_set.state.count for vector_set in collection.vector_sets}
     return report
 
 
-def _vector_problems(collection: Collection) -> list[str]:
-    catalogue = collection.catalogue
-    state = collection.local.state
-    expected = int(
-        catalogue.connection.execute("SELECT COALESCE(SUM(count), 0) FROM keypoints").fetchone()[0]
-    )
-    if state.count != expected:
-        return [f"catalogue records {state.count} local vectors but the images hold {expected} keypoints"]
+def catalogue_damage(collection: Collection) -> list[str]:
+    """What is inconsistent inside the SQLite catalogue itself."""
+    connection = collection.catalogue.connection
+    integrity = connection.execute("PRAGMA integrity_check").fetchone()[0]
+    if integrity != "ok":
+        return [f"SQLite integrity check: {integrity}"]
+    damage = []
+    if connection.execute("PRAGMA foreign_key_check").fetchall():
+        damage.append("rows that refer to images which no longer exist")
+    checks = CATALOGUE_CHECKS + (GLOBAL_CHECKS if collection.global_set is not None else ())
+    for query, finding in checks:
+        count = int(connection.execute(query).fetchone()[0])
+        if count:
+            damage.append(f"{count} {finding}")
+    return damage
+
+
+def vector_problems(collection: Collection, vector_set: VectorSet) -> list[str]:
+    """How one vector file disagrees with the catalogue: size, readability, layout, ids."""
+    name, state = vector_set.name, vector_set.state
+    expected = dict(collection.catalogue.connection.execute(EXPECTED_COUNTS[name]).fetchall())
+    total = sum(expected.values())
+    if state.count != total:
+        return [f"catalogue records {state.count} {name} vectors but the images hold {total}"]
     if not state.file:
-        return [] if expected == 0 else ["no local vector file is recorded"]
-    path = collection.root / state.file
-    if not path.is_file():
-        return [f"local vector file {state.file} is missing"]
+        return [] if total == 0 else [f"no {name} vector file is recorded"]
     try:
-        index = read_index(path, state.count)
+        index = vector_set.index()
     except IndexCorrupt as exc:
         return [str(exc)]
-    return _id_problems(collection, index)
-
-
-def _id_problems(collection: Collection, index: faiss.Index) -> list[str]:
-    """Every image's vectors present, and no vector of an unknown image."""
+    layout = layout_of(index).describe()
+    if layout != state.layout:
+        return [f"the {name} vector file is laid out as {layout}, the catalogue records {state.layout}"]
     image_ids, _ = split_ids(stored_ids(index))
     found, counts = np.unique(image_ids, return_counts=True)
-    rows = collection.catalogue.connection.execute("SELECT image_id, count FROM keypoints WHERE count > 0")
-    if dict(rows.fetchall()) != dict(zip(found.tolist(), counts.tolist(), strict=True)):
-        return ["the local vector file's ids do not match the catalogue's images"]
+    if expected != dict(zip(found.tolist(), counts.tolist(), strict=True)):
+        return [f"the {name} vector file's ids do not match the catalogue's images"]
     return []
+
+
+def leftover_files(collection: Collection) -> list[str]:
+    """Vector files in the index directory that the catalogue does not name."""
+    referenced = set(collection.vector_files().values())
+    return sorted(
+        path.name
+        for path in collection.root.iterdir()
+        if path.name.endswith(LEFTOVER_SUFFIXES) and path.name not in referenced
+    )
 
 
 def stored_ids(index: faiss.Index) -> np.ndarray:

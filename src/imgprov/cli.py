@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -12,17 +13,26 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from imgprov import __version__, presets
 from imgprov.check import check_collection
-from imgprov.collection import Collection
+from imgprov.collection import Collection, CollectionPresets
+from imgprov.compare.cli import explain_top_match, print_comparison
+from imgprov.compare.cli import register as register_compare
+from imgprov.compare.conf import compare_preset
+from imgprov.compare.overlay import write_overlay
 from imgprov.errors import ImgprovError
-from imgprov.images import load_image
+from imgprov.extract.sscd import GLOBAL_PRESETS, SSCDExtractor
+from imgprov.images import load_image, read_image_bytes
 from imgprov.index import discover_images, index_paths, remove_paths
-from imgprov.info import collection_info
-from imgprov.render import draw_vote_map, write_png
+from imgprov.info import collection_info, image_info
+from imgprov.provenance import TrustAnchors, mime_type_for, read_manifest
+from imgprov.render import draw_roles, draw_vote_map, write_png
+from imgprov.reporting import provenance_report
 from imgprov.results import SearchResult
-from imgprov.search import search_local
+from imgprov.search import search as run_search
+from imgprov.service.cli import register as register_serve
 from imgprov.store import default_db_dir
 
 app = typer.Typer(
@@ -35,6 +45,10 @@ app = typer.Typer(
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 
+TrustOption = Annotated[
+    Path | None,
+    typer.Option("--trust-anchors", help="PEM file of C2PA trust anchors: signers they certify are trusted."),
+]
 DbOption = Annotated[
     Path,
     typer.Option(
@@ -56,13 +70,36 @@ def index(
     vectors: Annotated[
         str | None, typer.Option(help=f"Local vector-index preset: {_choices(presets.LOCAL_INDEXES)}.")
     ] = None,
+    global_descriptor: Annotated[
+        str | None,
+        typer.Option(
+            "--global",
+            help=f"Global-descriptor preset: {_choices(GLOBAL_PRESETS)}, fast, or none (local stage only).",
+        ),
+    ] = None,
+    global_vectors: Annotated[
+        str | None, typer.Option(help=f"Global vector-index preset: {_choices(presets.GLOBAL_INDEXES)}.")
+    ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Extraction threads.")] = os.cpu_count() or 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per transaction.")] = 32,
+    trust_anchors: TrustOption = None,
 ) -> None:
-    """Add images to the index; unchanged files are skipped, changed files replaced."""
+    """Add images to the index; unchanged files are skipped, changed files replaced.
+
+    C2PA content credentials found in a file are validated and stored with the image.
+    """
     files, missing = discover_images(paths)
+    trust = _trust(trust_anchors)
     with (
-        Collection.writer(db, feature_preset=features, index_preset=vectors) as collection,
+        Collection.writer(
+            db,
+            presets=CollectionPresets(
+                local_features=features,
+                local_index=vectors,
+                global_descriptor=global_descriptor,
+                global_index=global_vectors,
+            ),
+        ) as collection,
         _progress() as progress,
     ):
         task = progress.add_task("indexing", total=len(files))
@@ -72,6 +109,7 @@ def index(
             batch_size=batch_size,
             workers=workers,
             progress=lambda n: progress.advance(task, n),
+            trust=trust,
         )
     failures = missing + report.failed
     for _, message in failures:
@@ -91,28 +129,78 @@ def search(
     preset: Annotated[
         str, typer.Option(help=f"Search preset: {_choices(presets.SEARCHES)}.")
     ] = presets.DEFAULT_SEARCH,
+    stage: Annotated[str, typer.Option(help="Stages to run: both, local or global.")] = "both",
     vote_map: Annotated[
         Path | None, typer.Option("--vote-map", help="Write the OS2OS vote density over the query (PNG).")
     ] = None,
+    overlay: Annotated[
+        Path | None,
+        typer.Option("--overlay", help="Write the query with each match's regions outlined by role (PNG)."),
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Compare the query with its top match: verdict and edits.")
+    ] = False,
+    explain_overlay: Annotated[
+        Path | None,
+        typer.Option(
+            "--explain-overlay", help="With --explain: the edits' heatmap beside the original (PNG)."
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write a provenance report (JSON with a C2PA-style ingredient list)."),
+    ] = None,
+    trust_anchors: TrustOption = None,
 ) -> None:
-    """Find the originals of each query image in the index."""
+    """Find the originals of each query image in the index.
+
+    Search is by content; a query's own C2PA credentials are reported beside the matches and
+    compared with the matched originals' stored ones.
+    """
     conf = presets.search(preset)
+    trust = _trust(trust_anchors)
     collection = Collection.open(db)
+    wants_global = collection.global_conf is not None and stage != "local"
+    embedder = SSCDExtractor(collection.global_conf) if wants_global else None
     failed = 0
     for number, query in enumerate(queries):
         try:
-            image = load_image(query)
+            data = read_image_bytes(query)
+            image = load_image(data, name=str(query))
         except ImgprovError as exc:
             failed += 1
             _report_query_error(query, exc, as_json)
             continue
-        result = search_local(collection, image.pixels, conf, top_k=top_k, query_name=str(query))
+        credentials = read_manifest(data, mime_type_for(image.format), trust=trust)
+        result = run_search(
+            collection,
+            image.pixels,
+            conf,
+            stage=stage,
+            top_k=top_k,
+            query_name=str(query),
+            embedder=embedder,
+            query_credentials=credentials,
+        )
+        numbered = functools.partial(_numbered, number=number, total=len(queries))
         if vote_map is not None:
-            write_png(_numbered(vote_map, number, len(queries)), draw_vote_map(image.pixels, result))
+            write_png(numbered(vote_map), draw_vote_map(image.pixels, result))
+        if overlay is not None:
+            write_png(numbered(overlay), draw_roles(image.pixels, result))
+        if report is not None:
+            _write_json(numbered(report), provenance_report(collection, result, image.sha256, credentials))
+        explained = explain_top_match(collection, image.pixels, result, compare_preset()) if explain else None
+        if explained is not None and explain_overlay is not None:
+            write_overlay(numbered(explain_overlay), image.pixels, explained[0], explained[1])
         if as_json:
-            print(json.dumps(result.to_json()), flush=True)
+            document = result.to_json()
+            if explain:
+                document["explain"] = explained[1].to_json() if explained is not None else None
+            print(json.dumps(document), flush=True)
         else:
             _print_result_table(result)
+            if explained is not None:
+                print_comparison(explained[1], f"{result.query} vs {result.matches[0].path}")
     if failed:
         raise typer.Exit(1)
 
@@ -133,9 +221,19 @@ def remove(
 
 
 @app.command()
-def info(db: DbOption, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Describe the index: images, features, vector layout, size on disk, recent events."""
-    summary = collection_info(Collection.open(db))
+def info(
+    db: DbOption,
+    path: Annotated[
+        Path | None, typer.Argument(help="An indexed image: show its record and credentials.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Describe the index, or one indexed image with its full C2PA manifest."""
+    collection = Collection.open(db)
+    if path is not None:
+        print(json.dumps(image_info(collection, path), indent=None if as_json else 1))
+        return
+    summary = collection_info(collection)
     if as_json:
         print(json.dumps(summary))
         return
@@ -176,6 +274,10 @@ def _version(
         raise typer.Exit(0)
 
 
+register_compare(app)
+register_serve(app)
+
+
 def main() -> None:
     """Entry point: every error becomes one line on stderr and a non-zero exit status."""
     try:
@@ -196,6 +298,17 @@ def main() -> None:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (set IMGPROV_DEBUG=1 for details)")
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def _trust(path: Path | None) -> TrustAnchors | None:
+    return TrustAnchors.from_file(path) if path is not None else None
+
+
+def _write_json(path: Path, document: dict) -> None:
+    try:
+        path.write_text(json.dumps(document, indent=1) + "\n")
+    except OSError as exc:
+        raise ImgprovError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def _fail(message: str, status: int = 1) -> None:
@@ -226,6 +339,16 @@ def _report_query_error(query: Path, exc: ImgprovError, as_json: bool) -> None:
     stderr.print(f"imgprov: error: {exc}", markup=False, highlight=False)
     if as_json:
         print(json.dumps({"query": str(query), "error": str(exc), "matches": []}), flush=True)
+
+
+def _credentials_cell(provenance: dict | None) -> Text:
+    if provenance is None:
+        return Text("none")
+    actions = ", ".join(action["action"].removeprefix("c2pa.") for action in provenance["actions"])
+    text = f"{provenance['state']}: {provenance['signer'] or 'unknown signer'}" + (
+        f" ({actions})" if actions else ""
+    )
+    return Text(text, style="red" if provenance["state"] == "invalid" else "")
 
 
 def _print_result_table(result: SearchResult) -> None:

@@ -1,27 +1,44 @@
-"""An opened index directory: the catalogue, its vector sets, and transactional changes to both."""
+"""An opened index directory: the catalogue, its vector sets, and transactional changes to both.
+
+Vector sets: "local" (RootSIFT descriptors, always) and "global" (one SSCD embedding per image,
+unless the index was created with the global descriptor preset "none").
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from imgprov import presets
-from imgprov.errors import IndexCorrupt, IndexStoreError, PresetError
+from imgprov.errors import IndexBusy, IndexCorrupt, IndexStoreError, PresetError
 from imgprov.extract.rootsift import DESCRIPTOR_DIM, LocalFeatures, descriptors_as_float
+from imgprov.extract.sscd import DEFAULT_GLOBAL, EMBEDDING_DIM, GlobalConf, global_preset
+from imgprov.provenance import ContentCredentials
 from imgprov.store import Catalogue, ImageRecord, VectorFileState, WriterLock, chunks
 from imgprov.vectors import VectorSet, vector_ids
 
 LOCAL = "local"
+GLOBAL = "global"
+NO_GLOBAL = "none"
+SNAPSHOT_ATTEMPTS = 50
+"""Tries to open a reader's snapshot while writers keep replacing vector files under it."""
 
 
 @dataclass(frozen=True)
 class NewImage:
-    """An image ready to enter the collection, with its extracted local features."""
+    """An image ready to enter the collection, with its extracted features.
+
+    embedding: (512,) float32 L2-normalized global descriptor, None when the index has no global set.
+    credentials: the file's C2PA content credentials, None when it carries none.
+    """
 
     path: str
     sha256: str
@@ -31,28 +48,82 @@ class NewImage:
     format: str
     mtime: float
     features: LocalFeatures
+    embedding: np.ndarray | None
+    credentials: ContentCredentials | None = None
+
+
+@dataclass(frozen=True)
+class CollectionPresets:
+    """Preset names an index is created with; None keeps what the index records, else the default."""
+
+    local_features: str | None = None
+    local_index: str | None = None
+    global_descriptor: str | None = None
+    global_index: str | None = None
 
 
 class Collection:
-    """The images of one index directory and their local-feature index."""
+    """The images of one index directory and their vector sets."""
 
     def __init__(self, root: Path, catalogue: Catalogue):
         self.root = root
         self.catalogue = catalogue
+        self.removed_leftovers: list[str] = []
+        """Vector files an interrupted write had left, deleted when this writer opened the index."""
         self.feature_conf = _recorded_preset(catalogue, "preset.local_features", presets.local_features)
         self.local_conf = _recorded_preset(catalogue, "preset.local_index", presets.local_index)
-        self.local = VectorSet(
-            name=LOCAL,
-            root=root,
-            conf=self.local_conf,
-            dim=DESCRIPTOR_DIM,
-            state=catalogue.vector_state(LOCAL),
-        )
+        self.local = VectorSet(LOCAL, root, self.local_conf, DESCRIPTOR_DIM, catalogue.vector_state(LOCAL))
+        self.global_conf: GlobalConf | None = None
+        self.global_set: VectorSet | None = None
+        if catalogue.meta("preset.global", NO_GLOBAL) != NO_GLOBAL:
+            self.global_conf = _recorded_preset(catalogue, "preset.global", global_preset)
+            index_conf = _recorded_preset(catalogue, "preset.global_index", presets.global_index)
+            state = catalogue.vector_state(GLOBAL)
+            self.global_set = VectorSet(GLOBAL, root, index_conf, EMBEDDING_DIM, state)
+
+    @property
+    def vector_sets(self) -> list[VectorSet]:
+        return [self.local] + ([self.global_set] if self.global_set is not None else [])
 
     @classmethod
     def open(cls, root: Path) -> Collection:
-        """Open an existing index for reading."""
-        return cls(root, Catalogue.open(root, create=False))
+        """Open an existing index for reading, as a snapshot of one committed write.
+
+        The catalogue is read in one read transaction held until `close`, and every vector file
+        that transaction names is opened inside it, so a writer that replaces and deletes a file
+        meanwhile changes nothing this reader sees. Open again to see later writes.
+        """
+        catalogue = Catalogue.open(root, create=False)
+        try:
+            return cls._snapshot(root, catalogue)
+        except BaseException:
+            catalogue.close()
+            raise
+
+    @classmethod
+    def _snapshot(cls, root: Path, catalogue: Catalogue) -> Collection:
+        """Pin a read transaction and its vector files; retry when a writer deleted one of them.
+
+        A writer deletes a generation only after committing the next one, so a file missing in one
+        snapshot and named again by the next is missing for good (`index()` reports it).
+        """
+        missing_before: set[str] = set()
+        for _ in range(SNAPSHOT_ATTEMPTS):
+            catalogue.begin_snapshot()
+            collection = cls(root, catalogue)
+            missing = {
+                vector_set.state.file or "" for vector_set in collection.vector_sets if not vector_set.pin()
+            }
+            if missing <= missing_before or not missing:
+                return collection
+            collection._unpin_vector_files()
+            catalogue.end_snapshot()
+            missing_before = missing
+        raise IndexBusy(f"{root}: the index kept changing while it was being opened; try again")
+
+    def vector_files(self) -> dict[str, str]:
+        """The vector file of each set as this collection sees it (see `Catalogue.vector_files`)."""
+        return {vector_set.name: vector_set.state.file or "" for vector_set in self.vector_sets}
 
     @classmethod
     @contextlib.contextmanager
@@ -60,8 +131,7 @@ class Collection:
         cls,
         root: Path,
         *,
-        feature_preset: str | None = None,
-        index_preset: str | None = None,
+        presets: CollectionPresets = CollectionPresets(),
         wait_seconds: float = 30.0,
         create: bool = True,
     ) -> Iterator[Collection]:
@@ -69,49 +139,74 @@ class Collection:
         catalogue = Catalogue.open(root, create=create)
         try:
             with WriterLock(root, wait_seconds):
-                _record_presets(catalogue, feature_preset, index_preset)
+                _record_presets(catalogue, presets)
                 collection = cls(root, catalogue)
-                collection.remove_stray_files()
+                collection.removed_leftovers = collection.remove_stray_files()
                 yield collection
         finally:
             catalogue.close()
 
     def close(self) -> None:
+        self._unpin_vector_files()
         self.catalogue.close()
 
+    def _unpin_vector_files(self) -> None:
+        for vector_set in self.vector_sets:
+            vector_set.unpin()
+
     def apply(self, *, add: list[NewImage] = (), remove: list[int] = ()) -> list[int]:
-        """Remove and insert images and their vectors in one transaction; returns the new ids."""
-        previous = self.local.state.file
-        try:
-            with self.catalogue.transaction() as db:
-                db.executemany("DELETE FROM images WHERE id = ?", [(image_id,) for image_id in remove])
-                ids = [self._insert(db, image) for image in add]
-                added = [
+        """Remove and insert images and their vectors in one transaction; returns the new ids.
+
+        Nothing to change writes nothing: a re-run over indexed files does not rewrite the vectors.
+        """
+        if not add and not remove:
+            return []
+        with self._vector_transaction() as db:
+            db.executemany("DELETE FROM images WHERE id = ?", [(image_id,) for image_id in remove])
+            ids = [self._insert(db, image) for image in add]
+            added = {LOCAL: [], GLOBAL: []}
+            for image_id, image in zip(ids, add, strict=True):
+                added[LOCAL].append(
                     (
                         vector_ids(image_id, len(image.features)),
                         descriptors_as_float(image.features.descriptors),
                     )
-                    for image_id, image in zip(ids, add, strict=True)
-                ]
-                self._commit_vectors(added, list(remove))
-        except BaseException:
-            self._abandon_staged(previous)
-            raise
-        self._delete_file(previous)
+                )
+                if image.embedding is not None:
+                    added[GLOBAL].append((vector_ids(image_id, 1), image.embedding.reshape(1, -1)))
+            for vector_set in self.vector_sets:
+                self._commit_vectors(vector_set, added[vector_set.name], list(remove))
         return ids
 
-    def rebuild_local_vectors(self) -> None:
-        """Rewrite the local vector file from the catalogue's descriptors (repair)."""
-        previous = self.local.state.file
-        self.local.forget()
-        self.local.state = VectorFileState(name=LOCAL, file=None, count=0, layout="none", trained_on=0)
+    def rebuild_vectors(self) -> None:
+        """Rewrite every vector file from the catalogue (repair)."""
+        with self._vector_transaction():
+            for vector_set in self.vector_sets:
+                vector_set.forget()
+                vector_set.state = VectorFileState(
+                    vector_set.name, file=None, count=0, layout="none", trained_on=0
+                )
+                self._commit_vectors(vector_set, list(self._batches(vector_set.name)), [])
+
+    @contextlib.contextmanager
+    def _vector_transaction(self) -> Iterator[sqlite3.Connection]:
+        """A catalogue transaction whose vector files are swapped in only if it commits."""
+        previous = {vector_set.name: vector_set.state.file for vector_set in self.vector_sets}
         try:
-            with self.catalogue.transaction():
-                self._commit_vectors(list(self.local_batches()), [])
+            with self.catalogue.transaction() as db:
+                yield db
         except BaseException:
-            self._abandon_staged(previous)
+            for vector_set in self.vector_sets:
+                staged = vector_set.state.file
+                vector_set.forget()
+                vector_set.state = self.catalogue.vector_state(vector_set.name)
+                if staged and staged not in (previous[vector_set.name], vector_set.state.file):
+                    (self.root / staged).unlink(missing_ok=True)
             raise
-        self._delete_file(previous)
+        for vector_set in self.vector_sets:
+            old = previous[vector_set.name]
+            if old and old != vector_set.state.file:
+                (self.root / old).unlink(missing_ok=True)
 
     def local_index(self):
         """The FAISS index of all local descriptors (ids from `imgprov.vectors.vector_ids`)."""
@@ -142,19 +237,49 @@ class Collection:
         descriptors = np.frombuffer(row[1], dtype=np.uint8)
         return LocalFeatures.from_arrays(geometry, descriptors, (row[2], row[3]))
 
-    def local_batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Every image's (ids (N,) int64, descriptors (N, 128) float32), in id order."""
-        cursor = self.catalogue.connection.execute("SELECT image_id, data FROM descriptors ORDER BY image_id")
+    def global_index(self) -> faiss.Index | None:
+        """The FAISS index of the global embeddings (inner product), None without a global set."""
+        return self.global_set.index() if self.global_set is not None else None
+
+    def embeddings(self, image_ids: list[int]) -> dict[int, np.ndarray]:
+        """Stored global embeddings, (512,) float32 each."""
+        found: dict[int, np.ndarray] = {}
+        for chunk in chunks(image_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.catalogue.connection.execute(
+                f"SELECT image_id, data FROM global_vectors WHERE image_id IN ({marks})", chunk
+            ).fetchall()
+            found.update((row[0], np.frombuffer(row[1], dtype=np.float32)) for row in rows)
+        return found
+
+    def credentials(self, image_ids: list[int]) -> dict[int, ContentCredentials]:
+        """The stored content credentials of the images that carry any."""
+        found: dict[int, ContentCredentials] = {}
+        for chunk in chunks(image_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.catalogue.connection.execute(
+                f"SELECT image_id, document, store FROM credentials WHERE image_id IN ({marks})", chunk
+            ).fetchall()
+            found.update((row[0], ContentCredentials.from_json(json.loads(row[1]), row[2])) for row in rows)
+        return found
+
+    def _batches(self, name: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every image's (ids (N,) int64, vectors (N, dim) float32) of one vector set, in id order."""
+        table = "descriptors" if name == LOCAL else "global_vectors"
+        cursor = self.catalogue.connection.execute(f"SELECT image_id, data FROM {table} ORDER BY image_id")
         for image_id, data in cursor:
-            descriptors = np.frombuffer(data, dtype=np.uint8).reshape(-1, DESCRIPTOR_DIM)
-            yield vector_ids(image_id, len(descriptors)), descriptors_as_float(descriptors)
+            if name == LOCAL:
+                descriptors = np.frombuffer(data, dtype=np.uint8).reshape(-1, DESCRIPTOR_DIM)
+                yield vector_ids(image_id, len(descriptors)), descriptors_as_float(descriptors)
+            else:
+                yield vector_ids(image_id, 1), np.frombuffer(data, dtype=np.float32).reshape(1, -1)
 
     def images(self, image_ids: list[int]) -> dict[int, ImageRecord]:
         return self.catalogue.images_by_ids(image_ids)
 
     def remove_stray_files(self) -> list[str]:
         """Delete vector files no catalogue entry names (left by a crash); returns their names."""
-        referenced = {self.local.state.file}
+        referenced = {vector_set.state.file for vector_set in self.vector_sets}
         stray = [
             path
             for path in sorted(self.root.iterdir())
@@ -189,43 +314,64 @@ class Collection:
             "INSERT INTO descriptors (image_id, data) VALUES (?, ?)",
             (image_id, np.ascontiguousarray(features.descriptors, dtype=np.uint8).tobytes()),
         )
+        if image.credentials is not None:
+            db.execute(
+                "INSERT INTO credentials (image_id, state, document, store) VALUES (?, ?, ?, ?)",
+                (
+                    image_id,
+                    image.credentials.state.value,
+                    json.dumps(image.credentials.to_json()),
+                    image.credentials.raw_store,
+                ),
+            )
+        if image.embedding is not None and self.global_set is not None:
+            db.execute(
+                "INSERT INTO global_vectors (image_id, data) VALUES (?, ?)",
+                (image_id, np.ascontiguousarray(image.embedding, dtype=np.float32).tobytes()),
+            )
         return image_id
 
-    def _commit_vectors(self, added: list[tuple[np.ndarray, np.ndarray]], removed: list[int]) -> None:
-        _, events = self.local.stage(added, removed, self.local_batches)
-        self.catalogue.record_vector_state(self.local.write())
+    def _commit_vectors(
+        self, vector_set: VectorSet, added: list[tuple[np.ndarray, np.ndarray]], removed: list[int]
+    ) -> None:
+        _, events = vector_set.stage(added, removed, lambda: self._batches(vector_set.name))
+        self.catalogue.record_vector_state(vector_set.write())
         for event in events:
             self.catalogue.log_event("vector-layout", event)
 
-    def _abandon_staged(self, previous_file: str | None) -> None:
-        staged = self.local.state.file
-        self.local.forget()
-        self.local.state = self.catalogue.vector_state(LOCAL)
-        if staged and staged != previous_file and staged != self.local.state.file:
-            self._delete_file(staged)
 
-    def _delete_file(self, name: str | None) -> None:
-        if name and name != self.local.state.file:
-            (self.root / name).unlink(missing_ok=True)
-
-
-def _record_presets(catalogue: Catalogue, feature_preset: str | None, index_preset: str | None) -> None:
+def _record_presets(catalogue: Catalogue, requested: CollectionPresets) -> None:
+    """Record the presets of a new index; refuse different ones for an existing index."""
     wanted = {
-        "preset.local_features": (feature_preset, presets.local_features, presets.DEFAULT_LOCAL_FEATURES),
-        "preset.local_index": (index_preset, presets.local_index, presets.DEFAULT_LOCAL_INDEX),
+        "preset.local_features": (
+            requested.local_features,
+            presets.local_features,
+            presets.DEFAULT_LOCAL_FEATURES,
+        ),
+        "preset.local_index": (requested.local_index, presets.local_index, presets.DEFAULT_LOCAL_INDEX),
+        "preset.global": (requested.global_descriptor, _global_or_none, DEFAULT_GLOBAL),
+        "preset.global_index": (requested.global_index, presets.global_index, presets.DEFAULT_GLOBAL_INDEX),
     }
     with catalogue.transaction():
-        for key, (requested, lookup, default) in wanted.items():
+        for key, (name, lookup, default) in wanted.items():
+            canonical = lookup(name).name if name is not None else None
             recorded = catalogue.meta(key)
-            if requested is not None:
-                lookup(requested)
             if recorded is None:
-                catalogue.set_meta(key, requested or default)
-            elif requested is not None and requested != recorded:
+                catalogue.set_meta(key, canonical or lookup(default).name)
+            elif canonical is not None and canonical != recorded:
                 raise PresetError(
-                    f"this index was built with {key.split('.')[1]} preset {recorded!r}, not {requested!r}; "
+                    f"this index was built with {key.split('.')[1]} preset {recorded!r}, not {canonical!r}; "
                     "use another --db for a different preset"
                 )
+
+
+@dataclass(frozen=True)
+class _NoGlobal:
+    name: str = NO_GLOBAL
+
+
+def _global_or_none(name: str = DEFAULT_GLOBAL) -> GlobalConf | _NoGlobal:
+    return _NoGlobal() if name == NO_GLOBAL else global_preset(name)
 
 
 def _recorded_preset(catalogue: Catalogue, key: str, lookup):

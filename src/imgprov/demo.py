@@ -21,11 +21,12 @@ from rich.table import Table
 from imgprov import presets
 from imgprov.collection import Collection
 from imgprov.errors import ImgprovError
+from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
 from imgprov.index import discover_images, index_paths
 from imgprov.render import draw_vote_map, write_png
 from imgprov.results import SearchResult
-from imgprov.search import search_local
+from imgprov.search import search
 
 SKIMAGE_PHOTOS = (
     "astronaut.png",
@@ -90,9 +91,21 @@ def make_queries(originals: Path, folder: Path) -> list[DemoQuery]:
     cat_face = cv2.resize(chelsea[40:220, 120:300], (150, 150), interpolation=cv2.INTER_AREA)
     spliced[300:450, 330:480] = cat_face
     queries = [
-        ("recompressed.jpg", recompressed, 40, "coffee, resized to 60 % and saved at JPEG quality 40", ("coffee",)),
+        (
+            "recompressed.jpg",
+            recompressed,
+            40,
+            "coffee, resized to 60 % and saved at JPEG quality 40",
+            ("coffee",),
+        ),
         ("flipped.jpg", flipped, 75, "rocket, mirrored and rotated by 8 degrees", ("rocket",)),
-        ("spliced.jpg", spliced, 70, "astronaut with the cat's face from chelsea pasted in", ("astronaut", "chelsea")),
+        (
+            "spliced.jpg",
+            spliced,
+            70,
+            "astronaut with the cat's face from chelsea pasted in",
+            ("astronaut", "chelsea"),
+        ),
         ("unrelated.jpg", unrelated, 85, "a photo that is not in the collection", ()),
     ]
     written = []
@@ -114,10 +127,13 @@ def run_demo(workdir: Path, corpus_limit: int = 20) -> list[tuple[DemoQuery, Sea
         raise ImgprovError(f"could not index {report.failed[0][0]}: {report.failed[0][1]}")
     collection = Collection.open(workdir / "db")
     conf = presets.search()
+    embedder = SSCDExtractor(collection.global_conf) if collection.global_conf else None
     results = []
     for query in queries:
         image = load_image(query.path)
-        result = search_local(collection, image.pixels, conf, top_k=5, query_name=str(query.path))
+        result = search(
+            collection, image.pixels, conf, top_k=5, query_name=str(query.path), embedder=embedder
+        )
         write_png(query.path.with_suffix(".votes.png"), draw_vote_map(image.pixels, result))
         results.append((query, result))
     return results
@@ -176,7 +192,7 @@ def _rotate(rgb: np.ndarray, degrees: float) -> np.ndarray:
 
 
 def _box(box: tuple[float, float, float, float]) -> str:
-    return "x {:.0f}-{:.0f}, y {:.0f}-{:.0f}".format(box[0], box[2], box[1], box[3])
+    return f"x {box[0]:.0f}-{box[2]:.0f}, y {box[1]:.0f}-{box[3]:.0f}"
 
 
 if __name__ == "__main__":

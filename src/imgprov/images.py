@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
+import stat
+import struct
 import warnings
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -25,6 +29,16 @@ DEFAULT_MAX_PIXELS = 1 << 27
 """About 134 megapixels: above any camera in common use, far below a decompression bomb."""
 
 DEFAULT_MAX_BYTES = 256 << 20
+
+MAX_JPEG_SCANS = 100
+"""Progressive JPEGs take one pass over the whole image per scan, and an empty scan costs a few bytes:
+a 60 KB file of 2,000 scans keeps a decoder busy for minutes. Encoders write at most a few dozen."""
+
+DECODED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "DIB", "GIF", "HEIF", "AVIF")
+"""The Pillow decoders imgprov lets see any bytes; Pillow's others (EPS, which runs Ghostscript, PSD,
+ICO, FITS...) are never tried, whatever a file is named."""
+
+SCAN_MARKER = b"\xff\xda"
 
 SUPPORTED_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif", ".avif"}
@@ -57,10 +71,14 @@ def load_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    name: str | None = None,
 ) -> LoadedImage:
-    """Decode a file (or its bytes) to RGB; raise an `ImageError` subclass on any failure."""
-    data = source if isinstance(source, bytes) else _read_file(Path(source), max_bytes)
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    """Decode a file (or its bytes) to RGB; raise an `ImageError` subclass on any failure.
+
+    name: what error messages call the image (default: the path, or "<bytes>").
+    """
+    data = source if isinstance(source, bytes) else read_image_bytes(Path(source), max_bytes)
+    name = name or ("<bytes>" if isinstance(source, bytes) else str(source))
     if not data:
         raise EmptyImage(f"{name}: empty file (0 bytes)")
     if len(data) > max_bytes:
@@ -71,10 +89,10 @@ def load_image(
     )
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
+def file_sha256(path: Path, chunk: int = 1 << 20, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """Hex sha256 of a regular file's bytes, read in chunks (see `open_regular_file`)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open_regular_file(path, max_bytes) as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
@@ -83,10 +101,11 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 def decode_rgb(data: bytes, *, name: str, max_pixels: int) -> tuple[np.ndarray, str]:
     """Decode image bytes to `(H, W, 3) uint8` RGB and the format name (e.g. "JPEG")."""
     _register_heif_opener()
+    _check_jpeg_scans(data, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=decoded_formats())
             fmt = image.format or "unknown"
             _check_pixel_count(image.size, name, max_pixels)
             image.seek(0)
@@ -101,7 +120,12 @@ def decode_rgb(data: bytes, *, name: str, max_pixels: int) -> tuple[np.ndarray, 
         raise ImageTooLarge(
             f"{name}: {size} exceeds the limit of {max_pixels / 1e6:.0f} megapixels"
         ) from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError) as exc:
+    except RuntimeError as exc:
+        # libheif's own limits (pillow-heif reports them as RuntimeError), or its decoding errors.
+        if "security limit" in str(exc).lower():
+            raise ImageTooLarge(f"{name}: exceeds the HEIF decoder's size limits") from None
+        raise TruncatedImage(f"{name}: truncated or corrupt image data ({_short(exc)})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, struct.error) as exc:
         raise TruncatedImage(f"{name}: truncated or corrupt image data ({_short(exc)})") from None
 
 
@@ -119,18 +143,61 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def _read_file(path: Path, max_bytes: int) -> bytes:
-    if not path.exists():
-        raise ImageNotFound(f"{path}: no such file")
-    if not path.is_file():
-        raise ImageNotFound(f"{path}: not a regular file")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise ImageTooLarge(f"{path}: {size} bytes exceeds the limit of {max_bytes} bytes")
+def read_image_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """A file's bytes, or `ImageNotFound` / `ImageTooLarge` with a one-line reason."""
+    with open_regular_file(path, max_bytes) as handle:
+        try:
+            data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise ImageNotFound(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise ImageTooLarge(f"{path}: more than the limit of {max_bytes} bytes")
+    return data
+
+
+def open_regular_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> BinaryIO:
+    """Open a regular file for reading; `ImageNotFound` for anything else, `ImageTooLarge` when large.
+
+    The file is opened without blocking and checked once open, so a FIFO, a device or a file
+    swapped for one after a check is refused instead of hanging or streaming forever.
+    """
     try:
-        return path.read_bytes()
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ImageNotFound(f"{path}: no such file") from None
     except OSError as exc:
         raise ImageNotFound(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        details = os.fstat(descriptor)
+        if not stat.S_ISREG(details.st_mode):
+            raise ImageNotFound(f"{path}: not a regular file")
+        if details.st_size > max_bytes:
+            raise ImageTooLarge(f"{path}: {details.st_size} bytes exceeds the limit of {max_bytes} bytes")
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _check_jpeg_scans(data: bytes, name: str) -> None:
+    """Refuse a JPEG with more scans than any encoder writes (see `MAX_JPEG_SCANS`).
+
+    Counting the scan marker anywhere in the file over-counts only markers inside metadata, such as
+    an EXIF thumbnail's own few scans; entropy-coded data never contains it.
+    """
+    if not data.startswith(b"\xff\xd8"):
+        return
+    scans = data.count(SCAN_MARKER)
+    if scans > MAX_JPEG_SCANS:
+        raise ImageTooLarge(f"{name}: a JPEG of {scans} scans exceeds the limit of {MAX_JPEG_SCANS}")
+
+
+@cache
+def decoded_formats() -> tuple[str, ...]:
+    """`DECODED_FORMATS` that this Pillow has decoders for (HEIF needs pillow-heif)."""
+    _register_heif_opener()
+    Image.init()
+    return tuple(name for name in DECODED_FORMATS if name in Image.OPEN)
 
 
 def _check_pixel_count(size: tuple[int, int], name: str, max_pixels: int) -> None:

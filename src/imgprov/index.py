@@ -14,14 +14,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from imgprov.collection import Collection, NewImage
 from imgprov.errors import ImageError, ImageNotFound
 from imgprov.extract.rootsift import LocalFeatures, extract_rootsift
-from imgprov.images import SUPPORTED_SUFFIXES, file_sha256, load_image
+from imgprov.extract.sscd import SSCDExtractor
+from imgprov.images import SUPPORTED_SUFFIXES, file_sha256, load_image, read_image_bytes
 from imgprov.presets import LocalFeatureConf
+from imgprov.provenance import ContentCredentials, TrustAnchors, mime_type_for, read_manifest
 from imgprov.store import ImageRecord
 
 Progress = Callable[[int], None]
+Embed = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -35,30 +40,54 @@ class IndexReport:
 
 
 @dataclass(frozen=True)
+class _Content:
+    """What extraction gives for a file's bytes, the same for every copy of them."""
+
+    size_bytes: int
+    width: int
+    height: int
+    format: str
+    features: LocalFeatures
+    embedding: np.ndarray | None
+    credentials: ContentCredentials | None
+
+
+@dataclass(frozen=True)
 class _Planned:
+    """A file to index: the image it replaces, and the content of an indexed copy of its bytes."""
+
     path: Path
     sha256: str
     previous: ImageRecord | None
-    twin: ImageRecord | None
-    twin_features: LocalFeatures | None
+    twin: _Content | None
 
 
 def discover_images(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand folders recursively into image files (by suffix); files given explicitly are kept.
 
-    Returns the absolute, resolved file paths in a stable order and (path, error) for missing ones.
+    Returns the absolute, resolved file paths in a stable order, and (path, reason) for each path
+    skipped. Only regular files are indexed, each under its resolved path. Symlinks: a file named
+    explicitly may link anywhere (naming it is the user's choice); inside a folder, a link to a file
+    is followed only when the file lies inside that folder, so a planted link cannot bring a file
+    from elsewhere (say a private photo, which the server would then show as a thumbnail) into
+    the collection, and links to folders are not followed, so there are no loops. A link loop, a
+    dangling link, a FIFO or a device is skipped with its reason, never waited on.
     """
     found: dict[Path, None] = {}
-    missing: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
     for path in paths:
         if path.is_dir():
-            for file in sorted(_walk(path)):
-                found[file.resolve()] = None
-        elif path.is_file():
-            found[path.resolve()] = None
+            root = path.resolve()
+            candidates = [(file, root) for file in sorted(_walk(path))]
         else:
-            missing.append((str(path), f"{path}: no such file or directory"))
-    return list(found), missing
+            candidates = [(path, None)]
+        for candidate, root in candidates:
+            target, reason = _regular_file(candidate, root)
+            if target is not None:
+                found[target] = None
+            else:
+                skipped.append((str(candidate), reason))
+    return list(found), skipped
 
 
 def index_paths(
@@ -68,15 +97,22 @@ def index_paths(
     batch_size: int = 32,
     workers: int | None = None,
     progress: Progress | None = None,
+    trust: TrustAnchors | None = None,
 ) -> IndexReport:
-    """Index image files into an open writable collection (see `Collection.writer`)."""
+    """Index image files into an open writable collection (see `Collection.writer`).
+
+    trust: anchors that make a C2PA signer trusted when credentials are read (None: none trusted).
+    """
     report = IndexReport()
     workers = workers or os.cpu_count() or 1
+    embed = _embedder(collection, workers)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for batch in _batches(files, batch_size):
             plans = [_plan(collection, path, report) for path in batch]
             plans = [plan for plan in plans if plan is not None]
-            prepared = list(pool.map(lambda plan: _prepare(plan, collection.feature_conf), plans))
+            prepared = list(
+                pool.map(lambda plan: _prepare(plan, collection.feature_conf, embed, trust), plans)
+            )
             ready = []
             for plan, image in zip(plans, prepared, strict=True):
                 if isinstance(image, str):
@@ -110,6 +146,9 @@ def remove_paths(collection: Collection, paths: Iterable[Path]) -> tuple[list[st
 def _plan(collection: Collection, path: Path, report: IndexReport) -> _Planned | None:
     try:
         sha256 = file_sha256(path)
+    except ImageError as exc:
+        report.failed.append((str(path), str(exc)))
+        return None
     except OSError as exc:
         report.failed.append((str(path), f"{path}: cannot read ({exc.strerror or exc})"))
         return None
@@ -117,48 +156,90 @@ def _plan(collection: Collection, path: Path, report: IndexReport) -> _Planned |
     if previous is not None and previous.sha256 == sha256:
         report.unchanged.append(str(path))
         return None
+    return _Planned(path, sha256, previous, _indexed_copy(collection, sha256))
+
+
+def _indexed_copy(collection: Collection, sha256: str) -> _Content | None:
+    """The stored content of an image with the same bytes, if it is complete."""
     twin = collection.catalogue.image_with_sha256(sha256)
-    twin_features = collection.local_features(twin.id) if twin is not None else None
-    return _Planned(path=path, sha256=sha256, previous=previous, twin=twin, twin_features=twin_features)
+    if twin is None:
+        return None
+    features = collection.local_features(twin.id)
+    embedding = collection.embeddings([twin.id]).get(twin.id)
+    if features is None or (collection.global_set is not None and embedding is None):
+        return None
+    credentials = collection.credentials([twin.id]).get(twin.id)
+    return _Content(twin.size_bytes, twin.width, twin.height, twin.format, features, embedding, credentials)
 
 
-def _prepare(plan: _Planned, conf: LocalFeatureConf) -> NewImage | str:
+def _embedder(collection: Collection, workers: int) -> Embed | None:
+    """One embedding at a time per worker thread (the ONNX session is shared and thread-safe)."""
+    if collection.global_conf is None:
+        return None
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    extractor = SSCDExtractor(collection.global_conf, intra_op_threads=threads)
+    return lambda pixels: extractor.embed([pixels])[0]
+
+
+def _prepare(
+    plan: _Planned, conf: LocalFeatureConf, embed: Embed | None, trust: TrustAnchors | None
+) -> NewImage | str:
     """Decode and extract one file; an error message string when the file is not a usable image."""
     try:
         stat = plan.path.stat()
-        twin = plan.twin
-        if twin is not None and plan.twin_features is not None:
-            size = (twin.width, twin.height)
-            return _new_image(plan, stat, twin.size_bytes, size, twin.format, plan.twin_features)
-        image = load_image(plan.path)
-        if image.sha256 != plan.sha256:
-            return f"{plan.path}: file changed while being indexed"
-        features = extract_rootsift(image.pixels, conf)
-        return _new_image(plan, stat, image.size_bytes, (image.width, image.height), image.format, features)
+        content = plan.twin or _extract(plan, conf, embed, trust)
     except ImageError as exc:
         return str(exc)
     except OSError as exc:
         return str(ImageNotFound(f"{plan.path}: cannot read ({exc.strerror or exc})"))
-
-
-def _new_image(
-    plan: _Planned,
-    stat: os.stat_result,
-    size_bytes: int,
-    size: tuple[int, int],
-    fmt: str,
-    features: LocalFeatures,
-) -> NewImage:
     return NewImage(
         path=str(plan.path),
         sha256=plan.sha256,
-        size_bytes=size_bytes,
-        width=size[0],
-        height=size[1],
-        format=fmt,
+        size_bytes=content.size_bytes,
+        width=content.width,
+        height=content.height,
+        format=content.format,
         mtime=stat.st_mtime,
-        features=features,
+        features=content.features,
+        embedding=content.embedding,
+        credentials=content.credentials,
     )
+
+
+def _extract(
+    plan: _Planned, conf: LocalFeatureConf, embed: Embed | None, trust: TrustAnchors | None
+) -> _Content:
+    data = read_image_bytes(plan.path)
+    image = load_image(data, name=str(plan.path))
+    if image.sha256 != plan.sha256:
+        raise ImageError(f"{plan.path}: file changed while being indexed")
+    features = extract_rootsift(image.pixels, conf)
+    embedding = embed(image.pixels) if embed is not None else None
+    credentials = read_manifest(data, mime_type_for(image.format), trust=trust)
+    return _Content(
+        image.size_bytes, image.width, image.height, image.format, features, embedding, credentials
+    )
+
+
+def _regular_file(path: Path, root: Path | None) -> tuple[Path | None, str]:
+    """The resolved regular file `path` names, inside `root` when given; else None and why not."""
+    try:
+        target = path.resolve(strict=True)
+    except FileNotFoundError:
+        reason = "a symlink to a missing file" if path.is_symlink() else "no such file or directory"
+        return None, f"{path}: {reason}"
+    except (OSError, RuntimeError) as exc:
+        return None, f"{path}: cannot be resolved ({_short_reason(exc)})"
+    if root is not None and not target.is_relative_to(root):
+        return None, f"{path}: a symlink to {target}, outside {root}; not followed"
+    if not target.is_file():
+        return None, f"{path}: not a regular file"
+    return target, ""
+
+
+def _short_reason(exc: BaseException) -> str:
+    """ "Symlink loop from ..." (Python 3.11, 3.12), "Too many levels of symbolic links" (3.13)."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 def _walk(folder: Path) -> Iterator[Path]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime
+from dataclasses import asdict
+from pathlib import Path
 
 from imgprov.collection import Collection
+from imgprov.errors import ImgprovError
 
 
 def collection_info(collection: Collection) -> dict:
@@ -34,6 +37,18 @@ def collection_info(collection: Collection) -> dict:
             {"time": _iso(when), "kind": kind, "detail": detail}
             for when, kind, detail in catalogue.events(10)
         ],
+    }
+
+
+def image_info(collection: Collection, path: Path) -> dict:
+    """One indexed image's catalogue record and its full stored C2PA credentials (or null)."""
+    record = collection.catalogue.image_by_path(str(path.resolve()))
+    if record is None:
+        raise ImgprovError(f"{path}: not in the index {collection.root}")
+    credentials = collection.credentials([record.id]).get(record.id)
+    return {
+        "image": {**asdict(record), "indexed_at": _iso(record.indexed_at), "mtime": _iso(record.mtime)},
+        "credentials": credentials.to_json() if credentials is not None else None,
     }
 
 

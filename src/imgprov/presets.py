@@ -39,7 +39,8 @@ class VectorIndexConf:
     quantizer gets about `ivf_lists_per_sqrt` * sqrt(N) lists trained on `train_points_per_list`
     sampled vectors per list, codes are `pq_bytes` bytes, and both are retrained when the set grows
     to `retrain_growth` times the size they were trained on.
-    metric: "l2" or "ip" (inner product, for L2-normalized vectors).
+    metric: "l2" or "ip" (inner product, for L2-normalized vectors); opq: learn a rotation (OPQ)
+    that balances the variance over the PQ sub-vectors before coding.
     """
 
     name: str
@@ -47,6 +48,7 @@ class VectorIndexConf:
     pq_bytes: int
     nprobe: int
     metric: str = "l2"
+    opq: bool = False
     ivf_lists_per_sqrt: float = 1.0
     retrain_growth: float = 4.0
     train_points_per_list: int = 64
@@ -77,6 +79,7 @@ class VerifyConf:
     reprojection_fraction: inlier threshold as a fraction of the candidate's diagonal.
     min_inliers: fewest inliers that make a region (and so a match).
     min_support: lowest fraction of the keypoints inside a region that must be inliers.
+    enough_seeds: with this many OS2OS correspondences the exhaustive ratio-test matching is skipped.
     """
 
     name: str
@@ -86,18 +89,29 @@ class VerifyConf:
     min_support: float
     max_regions: int = 4
     max_iterations: int = 2000
+    enough_seeds: int = 100
 
 
 @dataclass(frozen=True)
 class SearchConf:
-    """Local search: OS2OS shortlist of `shortlist` images, the best `verify_top` verified."""
+    """Two-stage search.
+
+    Local stage: OS2OS shortlist of `shortlist` images, the best `verify_top` verified.
+    Global stage: the `global_shortlist` nearest embeddings; the `global_verify` most similar of
+    them are verified with local features too when both stages run.
+    Mirrored queries: when no verified region covers `mirror_below_coverage` of the query, its mirror
+    image is searched and verified too (`query_flips`).
+    """
 
     name: str
     os2os: OS2OSConf
     verify: VerifyConf
     shortlist: int
     verify_top: int
+    global_shortlist: int = 100
+    global_verify: int = 10
     query_flips: bool = True
+    mirror_below_coverage: float = 0.5
 
 
 LOCAL_FEATURES: Mapping[str, LocalFeatureConf] = {
@@ -117,23 +131,50 @@ LOCAL_INDEXES: Mapping[str, VectorIndexConf] = {
     )
 }
 
+GLOBAL_INDEXES: Mapping[str, VectorIndexConf] = {
+    conf.name: conf
+    for conf in (
+        VectorIndexConf(
+            name="exact20k-opq-ivfpq16-probe32",
+            exact_max_vectors=20_000,
+            pq_bytes=16,
+            nprobe=32,
+            metric="ip",
+            opq=True,
+        ),
+        VectorIndexConf(
+            name="exact20k-ivfpq16-probe32", exact_max_vectors=20_000, pq_bytes=16, nprobe=32, metric="ip"
+        ),
+        VectorIndexConf(
+            name="exact20k-opq-ivfpq32-probe64",
+            exact_max_vectors=20_000,
+            pq_bytes=32,
+            nprobe=64,
+            metric="ip",
+            opq=True,
+        ),
+    )
+}
+"""Global-descriptor indexes: 16-byte (128-bit) product-quantized codes as in SImProv."""
+
 _OS2OS_K10 = OS2OSConf(name="os2os-k10", knn=10, phi=5, window_scale=0.5, window_eps=0.5)
 _OS2OS_K20 = OS2OSConf(name="os2os-k20", knn=20, phi=10, window_scale=0.5, window_eps=0.5)
 _MAGSAC = VerifyConf(
-    name="magsac-r85-i15-s05", ratio=0.85, reprojection_fraction=0.006, min_inliers=15, min_support=0.05
+    name="magsac-r85-i8-s05", ratio=0.85, reprojection_fraction=0.006, min_inliers=8, min_support=0.05
 )
 
 SEARCHES: Mapping[str, SearchConf] = {
     conf.name: conf
     for conf in (
-        SearchConf(name="os2os-k10-verify20", os2os=_OS2OS_K10, verify=_MAGSAC, shortlist=100, verify_top=20),
+        SearchConf(name="os2os-k10-verify12", os2os=_OS2OS_K10, verify=_MAGSAC, shortlist=100, verify_top=12),
         SearchConf(name="os2os-k20-verify50", os2os=_OS2OS_K20, verify=_MAGSAC, shortlist=200, verify_top=50),
     )
 }
 
 DEFAULT_LOCAL_FEATURES = "rootsift-2k-1024"
 DEFAULT_LOCAL_INDEX = "exact50k-ivfpq32-probe16"
-DEFAULT_SEARCH = "os2os-k10-verify20"
+DEFAULT_SEARCH = "os2os-k10-verify12"
+DEFAULT_GLOBAL_INDEX = "exact20k-ivfpq16-probe32"
 
 
 def lookup(table: Mapping[str, T], name: str, what: str) -> T:
@@ -151,6 +192,10 @@ def local_features(name: str = DEFAULT_LOCAL_FEATURES) -> LocalFeatureConf:
 
 def local_index(name: str = DEFAULT_LOCAL_INDEX) -> VectorIndexConf:
     return lookup(LOCAL_INDEXES, name, "local-index")
+
+
+def global_index(name: str = DEFAULT_GLOBAL_INDEX) -> VectorIndexConf:
+    return lookup(GLOBAL_INDEXES, name, "global-index")
 
 
 def search(name: str = DEFAULT_SEARCH) -> SearchConf:

@@ -70,6 +70,37 @@ def draw_vote_map(pixels: np.ndarray, result: SearchResult, top: int = 5) -> np.
     return picture
 
 
+ROLE_COLOURS = {"host": (60, 200, 255), "donor": (255, 170, 40)}
+
+
+def draw_roles(pixels: np.ndarray, result: SearchResult) -> np.ndarray:
+    """The query with each match's regions outlined and labelled with its role, rank and file name.
+
+    pixels: (H, W, 3) uint8 RGB query. Returns (H, W, 3) uint8 RGB.
+    """
+    picture = np.ascontiguousarray(pixels.copy())
+    thickness = max(2, round(max(result.width, result.height) / 300))
+    scale = max(0.45, max(result.width, result.height) / 1400)
+    ordered = sorted(result.matches, key=lambda match: match.role != "host")
+    for match in ordered:
+        colour = ROLE_COLOURS.get(match.role or "donor", (255, 255, 255))
+        for region in match.regions or ():
+            x0, y0, x1, y1 = (round(v) for v in region.query_box)
+            cv2.rectangle(picture, (x0, y0), (x1, y1), colour, thickness)
+            label = f"{match.role or 'match'} #{match.rank}: {Path(match.path).name}"
+            _label(picture, label, (x0 + thickness, y0 + thickness), colour, scale)
+    return picture
+
+
+def _label(picture: np.ndarray, text: str, origin: tuple[int, int], colour: tuple, scale: float) -> None:
+    """Text on a dark box, kept inside the picture."""
+    (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x = min(max(0, origin[0]), max(0, picture.shape[1] - width - 4))
+    y = min(max(height + 4, origin[1] + height + 4), picture.shape[0] - baseline)
+    cv2.rectangle(picture, (x, y - height - 4), (x + width + 4, y + baseline), (0, 0, 0), -1)
+    cv2.putText(picture, text, (x + 2, y - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+
+
 def write_png(path: Path, rgb: np.ndarray) -> None:
     """Write an RGB image; a one-line error if the folder is missing or not writable."""
     ok = False

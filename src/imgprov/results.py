@@ -32,7 +32,11 @@ class MatchRegion:
 
 @dataclass(frozen=True)
 class Match:
-    """One original found for a query; `transform` maps query pixels to the original's, (3, 3)."""
+    """One original found for a query; `transform` maps query pixels to the original's, (3, 3).
+
+    role: "host" for the match whose regions cover most of the query, "donor" for the others.
+    coverage: the fraction of the query's area its regions cover.
+    """
 
     image_id: int
     path: str
@@ -41,7 +45,12 @@ class Match:
     inliers: int
     os2os: float
     regions: tuple[MatchRegion, ...]
+    cosine: float | None = None
     transform: np.ndarray | None = field(default=None, compare=False)
+    provenance: dict | None = None
+    agreement: dict | None = None
+    role: str | None = None
+    coverage: float = 0.0
 
     def to_json(self) -> dict:
         return {
@@ -49,9 +58,14 @@ class Match:
             "id": self.image_id,
             "rank": self.rank,
             "score": round(self.score, 4),
+            "role": self.role,
+            "coverage": round(self.coverage, 4),
             "inliers": self.inliers,
             "os2os": round(self.os2os, 4),
+            "cosine": None if self.cosine is None else round(self.cosine, 4),
             "regions": [region.to_json() for region in self.regions],
+            "provenance": self.provenance,
+            "agreement": self.agreement,
         }
 
 
@@ -70,7 +84,11 @@ class VotePoint:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """Everything one query produced: matches best first (empty when nothing matched)."""
+    """Everything one query produced: matches best first (empty when nothing matched).
+
+    credentials: the summary of the query's own C2PA credentials, when it carries any; each match's
+    `provenance` is the stored summary of its original's, and `agreement` relates the two.
+    """
 
     query: str
     width: int
@@ -78,10 +96,12 @@ class SearchResult:
     matches: tuple[Match, ...]
     timings: dict[str, float]
     votes: tuple[VotePoint, ...] = ()
+    credentials: dict | None = None
 
     def to_json(self) -> dict:
         return {
             "query": self.query,
+            "credentials": self.credentials,
             "matches": [match.to_json() for match in self.matches],
             "timings": {name: round(seconds, 4) for name, seconds in self.timings.items()},
         }

@@ -9,17 +9,24 @@ the collection).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from imgprov.calibration import MatchModel, match_model
 from imgprov.collection import Collection
+from imgprov.errors import IndexStoreError, PresetError
 from imgprov.extract.rootsift import LocalFeatures, descriptors_as_float, extract_rootsift
+from imgprov.extract.sscd import SSCDExtractor
 from imgprov.os2os import CandidateVotes, os2os_candidates
 from imgprov.presets import SearchConf
+from imgprov.provenance import ContentCredentials, compare_credentials
 from imgprov.results import Match, MatchRegion, SearchResult, VotePoint
+from imgprov.vectors import split_ids
 from imgprov.verify import VerifiedRegion, verify_pair
 
 
@@ -47,44 +54,235 @@ class QueryView:
         )
 
 
-def search_local(
-    collection: Collection, pixels: np.ndarray, conf: SearchConf, *, top_k: int = 10, query_name: str = ""
-) -> SearchResult:
-    """Search the collection for the originals of `pixels` ((H, W, 3) uint8 RGB)."""
+STAGES = ("both", "local", "global")
+
+
+@dataclass
+class Candidate:
+    """What the stages found about one collection image: OS2OS votes, cosine, verified regions."""
+
+    image_id: int
+    votes: CandidateVotes | None = None
+    view: QueryView | None = None
+    cosine: float | None = None
+    regions: list[VerifiedRegion] = field(default_factory=list)
+
+    def features(self) -> dict[str, float]:
+        """The inputs of the calibrated match model (`imgprov.calibration.MATCH_FEATURES`)."""
+        return {
+            "log_inliers": math.log1p(sum(region.inliers for region in self.regions)),
+            "support": max((region.support for region in self.regions), default=0.0),
+            "cosine": self.cosine if self.cosine is not None else 0.0,
+        }
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Every collection image a query's stages found, before the match decision.
+
+    model_stage: which calibrated model scores them ("local", "global" or "both").
+    """
+
+    items: list[Candidate]
+    model_stage: str
+    votes: tuple[VotePoint, ...]
+    timings: dict[str, float]
+
+
+def find_candidates(
+    collection: Collection,
+    pixels: np.ndarray,
+    conf: SearchConf,
+    *,
+    stage: str = "both",
+    embedder: SSCDExtractor | None = None,
+) -> Candidates:
+    """Run the stages of `search` and return what they found about each candidate."""
+    if stage not in STAGES:
+        raise PresetError(f"unknown search stage {stage!r}; valid: {', '.join(STAGES)}")
+    if stage == "global" and collection.global_set is None:
+        raise IndexStoreError(f"{collection.root}: this index has no global descriptors (--global none)")
+    use_local = stage in ("local", "both")
+    use_global = stage in ("global", "both") and collection.global_set is not None
     timings: dict[str, float] = {}
-    started = time.perf_counter()
-    views = query_views(pixels, collection, conf)
-    timings["extract"] = time.perf_counter() - started
+    clock = _Clock(timings)
+    candidates: dict[int, Candidate] = {}
+    with clock("extract"):
+        view = direct_view(pixels, collection) if use_local else None
+        embedding = _embed(collection, pixels, embedder) if use_global else None
+    with clock("search"):
+        shortlist = _os2os_shortlist(collection, view, conf) if view is not None else []
+        if embedding is not None:
+            for image_id in _global_shortlist(collection, embedding, conf.global_shortlist):
+                candidates.setdefault(image_id, Candidate(image_id))
+            _set_cosines(collection, embedding, candidates)
+    if view is not None:
+        _verify_view(collection, view, shortlist, candidates, conf, clock)
+        height, width = pixels.shape[:2]
+        if conf.query_flips and _best_coverage(candidates, width, height) < conf.mirror_below_coverage:
+            with clock("extract"):
+                mirror = mirror_view(pixels, collection)
+            with clock("search"):
+                shortlist += _os2os_shortlist(collection, mirror, conf)
+            _verify_view(collection, mirror, shortlist, candidates, conf, clock)
+    if embedding is not None:
+        _set_cosines(collection, embedding, candidates)
+    return Candidates(
+        items=list(candidates.values()),
+        model_stage="both" if use_local and use_global else ("local" if use_local else "global"),
+        votes=tuple(_vote_points([item for item in shortlist if _is_kept(item, candidates)])),
+        timings=timings,
+    )
 
-    started = time.perf_counter()
-    voted = [(view, vote_with_view(collection, view, conf)) for view in views]
-    shortlist = _best_view_per_image(voted)[: conf.shortlist]
-    timings["search"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    matches = verify_shortlist(collection, shortlist[: conf.verify_top], conf)
-    timings["verify"] = time.perf_counter() - started
+def _verify_view(
+    collection: Collection,
+    view: QueryView,
+    shortlist: list[tuple[QueryView, CandidateVotes]],
+    candidates: dict[int, Candidate],
+    conf: SearchConf,
+    clock: _Clock,
+) -> None:
+    """Verify this view's best OS2OS candidates and the global candidates most similar to the query;
+    a candidate keeps whichever view gave it more inliers."""
+    own = {votes.image_id: votes for shown, votes in shortlist if shown is view}
+    best_own = list(own)[: conf.verify_top]
+    for image_id in best_own:
+        candidates.setdefault(image_id, Candidate(image_id))
+    by_similarity = sorted(candidates.values(), key=lambda candidate: -(candidate.cosine or 0.0))
+    similar = [c.image_id for c in by_similarity[: conf.global_verify] if c.image_id not in best_own]
+    with clock("verify"):
+        for image_id in best_own + similar:
+            _verify_candidate(collection, candidates[image_id], view, own.get(image_id), conf)
 
+
+def _verify_candidate(
+    collection: Collection,
+    candidate: Candidate,
+    view: QueryView,
+    votes: CandidateVotes | None,
+    conf: SearchConf,
+) -> None:
+    """Verify in one view; keep the result if it has more inliers than what the candidate has."""
+    features = collection.local_features(candidate.image_id)
+    if features is None:
+        return
+    seeds = (
+        np.concatenate([np.column_stack([c.query_index, c.match_index]) for c in votes.clusters])
+        if votes is not None
+        else np.zeros((0, 2), np.int32)
+    )
+    verified = verify_pair(view.features, features, seeds, conf.verify)
+    regions = [view.region_in_query_frame(region) for region in verified]
+    if sum(r.inliers for r in regions) > sum(r.inliers for r in candidate.regions):
+        candidate.regions, candidate.view, candidate.votes = regions, view, votes
+    elif candidate.votes is None and votes is not None:
+        candidate.votes, candidate.view = votes, view
+
+
+def _best_coverage(candidates: dict[int, Candidate], width: int, height: int) -> float:
+    """The largest fraction of the query that one candidate's verified regions cover."""
+    verified = [candidate for candidate in candidates.values() if candidate.regions]
+    return max((region_coverage(tuple(c.regions), width, height) for c in verified), default=0.0)
+
+
+def _is_kept(item: tuple[QueryView, CandidateVotes], candidates: dict[int, Candidate]) -> bool:
+    """Whether this view's votes are the ones its candidate kept (for the vote map)."""
+    candidate = candidates.get(item[1].image_id)
+    return candidate is not None and candidate.votes is item[1]
+
+
+def search(
+    collection: Collection,
+    pixels: np.ndarray,
+    conf: SearchConf,
+    *,
+    stage: str = "both",
+    top_k: int = 10,
+    query_name: str = "",
+    embedder: SSCDExtractor | None = None,
+    query_credentials: ContentCredentials | None = None,
+) -> SearchResult:
+    """Find the originals of `pixels` ((H, W, 3) uint8 RGB) in the collection.
+
+    stage "local": OS2OS over all local descriptors, then MAGSAC verification of the best candidates.
+    stage "global": the global embedding's nearest neighbours (compressed index), scored by cosine.
+    stage "both": the global shortlist and the OS2OS candidates together, verified and scored by one
+    calibrated model. `embedder` is reused across queries when given (loading it takes ~0.3 s).
+    A candidate is a match when its calibrated probability reaches the model's threshold.
+    Matches carry their originals' stored C2PA credentials, compared with `query_credentials`: the
+    search itself is by content only, since credentials can be stripped or forged.
+    """
+    found = find_candidates(collection, pixels, conf, stage=stage, embedder=embedder)
+    matches = _rank(collection, found.items, match_model(found.model_stage), top_k)
     height, width = pixels.shape[:2]
     return SearchResult(
         query=query_name,
         width=width,
         height=height,
-        matches=tuple(matches[:top_k]),
-        timings=timings,
-        votes=tuple(_vote_points(shortlist[: conf.verify_top])),
+        matches=tuple(_with_provenance(collection, assign_roles(matches, width, height), query_credentials)),
+        timings=found.timings,
+        votes=found.votes,
+        credentials=query_credentials.summary() if query_credentials is not None else None,
     )
 
 
-def query_views(pixels: np.ndarray, collection: Collection, conf: SearchConf) -> list[QueryView]:
-    """Features of the query, and of its mirror image when `conf.query_flips`."""
-    views = [QueryView(extract_rootsift(pixels, collection.feature_conf), np.eye(3))]
-    if conf.query_flips:
-        width = pixels.shape[1]
-        mirror = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-        flipped = np.ascontiguousarray(pixels[:, ::-1])
-        views.append(QueryView(extract_rootsift(flipped, collection.feature_conf), mirror))
-    return views
+def assign_roles(matches: list[Match], width: int, height: int) -> list[Match]:
+    """Host: the match whose regions cover most of the query; donors: every other match."""
+    coverages = [region_coverage(match.regions, width, height) for match in matches]
+    host = int(np.argmax(coverages)) if matches else -1
+    return [
+        dataclasses.replace(match, role="host" if number == host else "donor", coverage=coverage)
+        for number, (match, coverage) in enumerate(zip(matches, coverages, strict=True))
+    ]
+
+
+def region_coverage(regions: tuple[MatchRegion | VerifiedRegion, ...], width: int, height: int) -> float:
+    """Fraction of a width x height query covered by the union of the regions' query boxes.
+
+    A match found by the global stage alone has no regions and is taken to cover the whole query.
+    """
+    if not regions:
+        return 1.0
+    covered = np.zeros((height, width), bool)
+    for region in regions:
+        x0, y0, x1, y1 = (round(value) for value in region.query_box)
+        covered[max(0, y0) : max(0, y1 + 1), max(0, x0) : max(0, x1 + 1)] = True
+    return float(covered.mean())
+
+
+def _with_provenance(
+    collection: Collection, matches: list[Match], query_credentials: ContentCredentials | None
+) -> list[Match]:
+    stored = collection.credentials([match.image_id for match in matches])
+    return [
+        dataclasses.replace(
+            match,
+            provenance=stored[match.image_id].summary() if match.image_id in stored else None,
+            agreement=compare_credentials(query_credentials, stored.get(match.image_id)).to_json(),
+        )
+        for match in matches
+    ]
+
+
+def search_local(
+    collection: Collection, pixels: np.ndarray, conf: SearchConf, *, top_k: int = 10, query_name: str = ""
+) -> SearchResult:
+    """The local stage alone (see `search`)."""
+    return search(collection, pixels, conf, stage="local", top_k=top_k, query_name=query_name)
+
+
+def direct_view(pixels: np.ndarray, collection: Collection) -> QueryView:
+    """The query's features in its own pixel frame."""
+    return QueryView(extract_rootsift(pixels, collection.feature_conf), np.eye(3))
+
+
+def mirror_view(pixels: np.ndarray, collection: Collection) -> QueryView:
+    """Features of the query's mirror image, which match a horizontally flipped original."""
+    width = pixels.shape[1]
+    mirror = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    flipped = np.ascontiguousarray(pixels[:, ::-1])
+    return QueryView(extract_rootsift(flipped, collection.feature_conf), mirror)
 
 
 def vote_with_view(collection: Collection, view: QueryView, conf: SearchConf) -> list[CandidateVotes]:
@@ -107,78 +305,94 @@ def vote_with_view(collection: Collection, view: QueryView, conf: SearchConf) ->
     )
 
 
-def verify_shortlist(
-    collection: Collection, shortlist: list[tuple[QueryView, CandidateVotes]], conf: SearchConf
-) -> list[Match]:
-    """Verify each shortlisted image; keep those with a verified region, most inliers first."""
-    records = collection.images([candidate.image_id for _, candidate in shortlist])
-    verified = []
-    for view, candidate in shortlist:
-        features = collection.local_features(candidate.image_id)
-        record = records.get(candidate.image_id)
-        if features is None or record is None:
-            continue
-        seeds = np.concatenate(
-            [np.column_stack([cluster.query_index, cluster.match_index]) for cluster in candidate.clusters]
-        )
-        regions = [
-            view.region_in_query_frame(region)
-            for region in verify_pair(view.features, features, seeds, conf.verify)
-        ]
-        if regions:
-            verified.append((candidate, record.path, regions))
-    verified.sort(
-        key=lambda item: (-sum(region.inliers for region in item[2]), -item[0].score, item[0].image_id)
-    )
+def _os2os_shortlist(
+    collection: Collection, view: QueryView, conf: SearchConf
+) -> list[tuple[QueryView, CandidateVotes]]:
+    """The `conf.shortlist` images with the best OS2OS scores for one view of the query."""
+    return [(view, votes) for votes in vote_with_view(collection, view, conf)[: conf.shortlist]]
+
+
+def _embed(collection: Collection, pixels: np.ndarray, embedder: SSCDExtractor | None) -> np.ndarray:
+    extractor = embedder if embedder is not None else SSCDExtractor(collection.global_conf)
+    return extractor.embed([pixels])[0]
+
+
+def _global_shortlist(collection: Collection, embedding: np.ndarray, count: int) -> list[int]:
+    """Image ids of the `count` nearest embeddings in the (compressed) global index."""
+    index = collection.global_index()
+    if index is None or index.ntotal == 0:
+        return []
+    _, ids = index.search(embedding.reshape(1, -1).astype(np.float32), min(count, index.ntotal))
+    image_ids, _ = split_ids(ids[0][ids[0] >= 0])
+    return [int(image_id) for image_id in image_ids]
+
+
+def _set_cosines(collection: Collection, embedding: np.ndarray, candidates: dict[int, Candidate]) -> None:
+    """Exact cosine similarity from the stored embeddings (the index's codes are approximate)."""
+    missing = [image_id for image_id, candidate in candidates.items() if candidate.cosine is None]
+    for image_id, stored in collection.embeddings(missing).items():
+        candidates[image_id].cosine = float(np.dot(stored, embedding))
+
+
+def _rank(collection: Collection, candidates: list[Candidate], model: MatchModel, top_k: int) -> list[Match]:
+    """Candidates whose calibrated match probability reaches the threshold, most probable first."""
+    scored = [(model.probability(candidate.features()), candidate) for candidate in candidates]
+    accepted = [(p, c) for p, c in scored if p >= model.threshold]
+    accepted.sort(key=lambda item: (-item[0], -sum(r.inliers for r in item[1].regions), item[1].image_id))
+    accepted = accepted[:top_k]
+    records = collection.images([candidate.image_id for _, candidate in accepted])
     return [
-        _to_match(rank, candidate, path, regions, conf)
-        for rank, (candidate, path, regions) in enumerate(verified, start=1)
+        _to_match(rank, probability, candidate, records[candidate.image_id].path, model)
+        for rank, (probability, candidate) in enumerate(accepted, start=1)
+        if candidate.image_id in records
     ]
 
 
-def match_confidence(inliers: int, min_inliers: int) -> float:
-    """Map an inlier count to (0, 1): 0.5 at the match threshold, 0.95 at four times it."""
-    if inliers <= 0:
-        return 0.0
-    slope = math.log(19.0) / math.log(4.0)
-    return 1.0 / (1.0 + (min_inliers / inliers) ** slope)
-
-
-def _to_match(
-    rank: int, candidate: CandidateVotes, path: str, regions: list[VerifiedRegion], conf: SearchConf
-) -> Match:
-    minimum = conf.verify.min_inliers
-    inliers = sum(region.inliers for region in regions)
+def _to_match(rank: int, probability: float, candidate: Candidate, path: str, model: MatchModel) -> Match:
     return Match(
         image_id=candidate.image_id,
         path=path,
         rank=rank,
-        score=match_confidence(inliers, minimum),
-        inliers=inliers,
-        os2os=candidate.score,
+        score=probability,
+        inliers=sum(region.inliers for region in candidate.regions),
+        os2os=candidate.votes.score if candidate.votes is not None else 0.0,
+        cosine=candidate.cosine,
         regions=tuple(
             MatchRegion(
                 query_box=region.query_box,
                 match_box=region.match_box,
-                score=match_confidence(region.inliers, minimum),
+                score=model.probability(
+                    {
+                        **candidate.features(),
+                        "log_inliers": math.log1p(region.inliers),
+                        "support": region.support,
+                    }
+                ),
                 inliers=region.inliers,
             )
-            for region in regions
+            for region in candidate.regions
         ),
-        transform=regions[0].transform,
+        transform=candidate.regions[0].transform if candidate.regions else None,
     )
 
 
-def _best_view_per_image(
-    voted: list[tuple[QueryView, list[CandidateVotes]]],
-) -> list[tuple[QueryView, CandidateVotes]]:
-    best: dict[int, tuple[QueryView, CandidateVotes]] = {}
-    for view, candidates in voted:
-        for candidate in candidates:
-            current = best.get(candidate.image_id)
-            if current is None or candidate.score > current[1].score:
-                best[candidate.image_id] = (view, candidate)
-    return sorted(best.values(), key=lambda item: (-item[1].score, item[1].image_id))
+def _region_features(candidate: Candidate, region: VerifiedRegion) -> dict[str, float]:
+    return {**candidate.features(), "log_inliers": math.log1p(region.inliers), "support": region.support}
+
+
+class _Clock:
+    """Adds the seconds spent in each `with clock(name):` block to timings[name]."""
+
+    def __init__(self, timings: dict[str, float]):
+        self.timings = timings
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
 
 
 def _vote_points(shortlist: list[tuple[QueryView, CandidateVotes]]) -> list[VotePoint]:

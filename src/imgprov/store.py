@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -47,6 +48,16 @@ CREATE TABLE IF NOT EXISTS keypoints (
 CREATE TABLE IF NOT EXISTS descriptors (
     image_id INTEGER PRIMARY KEY REFERENCES images (id) ON DELETE CASCADE,
     data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS global_vectors (
+    image_id INTEGER PRIMARY KEY REFERENCES images (id) ON DELETE CASCADE,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS credentials (
+    image_id INTEGER PRIMARY KEY REFERENCES images (id) ON DELETE CASCADE,
+    state TEXT NOT NULL,
+    document TEXT NOT NULL,
+    store BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -110,9 +121,9 @@ class Catalogue:
             connection.execute("PRAGMA synchronous = FULL")
             if create:
                 connection.execute("PRAGMA journal_mode = WAL")
-                connection.executescript(SCHEMA)
+            _add_missing_tables(connection, create=create)
             catalogue = cls(root, connection)
-            catalogue._check_schema(create=create)
+            catalogue._check_schema()
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(f"{path}: not a readable imgprov catalogue ({exc})") from None
         return catalogue
@@ -131,14 +142,19 @@ class Catalogue:
             raise
         self.connection.execute("COMMIT")
 
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: every query inside sees one consistent state."""
+    def begin_snapshot(self) -> None:
+        """Start a read transaction that lasts until `end_snapshot`.
+
+        Every query in between sees the state committed when it started, whatever writers commit
+        meanwhile (WAL mode: readers never block the writer, nor the writer them).
+        """
         self.connection.execute("BEGIN")
-        try:
-            yield self.connection
-        finally:
-            self.connection.execute("COMMIT")
+        # A deferred BEGIN takes its snapshot at the first read, so read now.
+        self.connection.execute("SELECT COUNT(*) FROM meta").fetchone()
+
+    def end_snapshot(self) -> None:
+        if self.connection.in_transaction:
+            self.connection.execute("ROLLBACK")
 
     def meta(self, key: str, default: str | None = None) -> str | None:
         row = self.connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -171,6 +187,13 @@ class Catalogue:
             layout=self.meta(f"vectors.{name}.layout", "none") or "none",
             trained_on=int(self.meta(f"vectors.{name}.trained_on", "0") or 0),
         )
+
+    def vector_files(self) -> dict[str, str]:
+        """The file each vector set's current generation is in, by set name."""
+        rows = self.connection.execute(
+            "SELECT key, value FROM meta WHERE key LIKE 'vectors.%.file'"
+        ).fetchall()
+        return {key.removeprefix("vectors.").removesuffix(".file"): value for key, value in rows}
 
     def record_vector_state(self, state: VectorFileState) -> None:
         self.set_meta(f"vectors.{state.name}.file", state.file or "")
@@ -216,18 +239,49 @@ class Catalogue:
     def image_count(self) -> int:
         return int(self.connection.execute("SELECT COUNT(*) FROM images").fetchone()[0])
 
-    def _check_schema(self, *, create: bool) -> None:
+    def _check_schema(self) -> None:
+        tables = _table_names(self.connection)
+        if "meta" not in tables:
+            if not tables:
+                # What a first `imgprov index` killed before its first commit leaves behind.
+                raise IndexStoreError(
+                    f"{self.root}: no imgprov index here yet (run `imgprov index --db {self.root} PATH...`)"
+                )
+            raise IndexCorrupt(f"{self.root / CATALOGUE}: an SQLite file, but not an imgprov catalogue")
         version = self.meta("schema_version")
-        if version is None and create:
-            with self.transaction():
-                self.set_meta("schema_version", SCHEMA_VERSION)
-                self.set_meta("created_at", str(time.time()))
-            return
         if version != SCHEMA_VERSION:
             raise IndexCorrupt(f"{self.root}: index schema version {version!r}, expected {SCHEMA_VERSION}")
 
 
 _IMAGE_COLUMNS = "id, path, sha256, size_bytes, width, height, format, mtime, indexed_at"
+
+
+def _table_names(connection: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _add_missing_tables(connection: sqlite3.Connection, *, create: bool) -> None:
+    """Create the schema, or the tables a newer imgprov added to an existing imgprov catalogue.
+
+    One transaction creates every table and stamps the schema version, so a process killed while
+    creating an index leaves either nothing or a complete empty index.
+    """
+    existing = _table_names(connection)
+    wanted = set(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
+    if wanted <= existing or not (create or "meta" in existing):
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in filter(str.strip, SCHEMA.split(";")):
+            connection.execute(statement)
+        connection.executemany(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+            [("schema_version", SCHEMA_VERSION), ("created_at", str(time.time()))],
+        )
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
 
 
 class WriterLock:
