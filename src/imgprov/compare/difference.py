@@ -1,0 +1,280 @@
+"""Benign-robust difference of an aligned pair: per-pixel dissimilarity channels in the query frame.
+
+Redistribution changes a whole image alike (JPEG, resizing, noise, blur, a colour or contrast
+curve, fog); an editor changes a part of it. So each channel compares the two images in a
+representation those global changes barely move, then is normalized by its own robust statistics
+over the comparable pixels: a channel value is "how many robust deviations this pixel is above the
+image's typical difference", and a degradation that raises the difference everywhere raises the
+typical difference with it.
+
+Channels (names in `CHANNEL_NAMES`):
+
+* residual_fine, residual: colour difference after mapping the original through a per-channel
+  tone curve fitted on the comparable pixels (brightness, contrast, saturation clipping), without
+  and with a little smoothing; residual_highpass: the same with its large-scale part removed (fog,
+  vignetting).
+* chroma: opponent-colour (R-G, R+G-2B) difference after the tone curve (hue changes).
+* structure_1, structure_2, structure_4: 1 - local correlation of the gray images (SSIM's structure
+  term) at three scales, invariant to local gain and offset.
+* detail_loss, detail_gain: log ratio of local high-frequency energy, query over original, above
+  the image's median ratio (local blur or inpainting removes detail; text or a paste adds it).
+* deep_8, deep_16: cosine distance of EfficientNet-Lite0 features of the two images at strides 8
+  and 16 (imgprov.compare.deep); the network sees both images with the query's pixels wherever the
+  original has no counterpart, so padding and rotation corners compare equal. Their raw values are
+  given to the pixel model as well (`RAW_CHANNELS`): a deep distance has a meaning of its own.
+
+Every blur is a normalized convolution over the comparable pixels, so padding, rotation corners and
+crop borders never leak into the statistics of the pixels next to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from imgprov.compare import deep
+from imgprov.compare.align import AlignedPair
+from imgprov.compare.conf import DifferenceConf
+
+CHANNEL_NAMES = (
+    "residual_fine",
+    "residual",
+    "residual_highpass",
+    "chroma",
+    "structure_1",
+    "structure_2",
+    "structure_4",
+    "detail_loss",
+    "detail_gain",
+    "deep_8",
+    "deep_16",
+)
+RAW_CHANNELS = ("deep_8", "deep_16")
+"""Channels also given to the pixel model before their robust normalization."""
+CONTEXT_CHANNELS = ("residual", "chroma", "structure_2", "detail_loss")
+"""Channels also given to the pixel model smoothed at `DifferenceConf.context_sigmas` (spatial
+context: a pixel inside an edited blob has edited neighbours)."""
+IMAGE_STAT_NAMES = ("log_noise", "structure_median", "correlation")
+"""Per-pair descriptors of the degradation, given to the pixel model with every pixel."""
+TONE_CURVE_BINS = 24
+TONE_CURVE_SAMPLES = 20_000
+EXTRAPOLATION = 1000.0
+MAD_TO_SIGMA = 1.4826
+ROBUST_SAMPLES = 20_000
+
+
+@dataclass(frozen=True)
+class DifferenceMaps:
+    """The channels of one aligned pair, in the query's working frame.
+
+    channels: (h, w, C) float32, robust z-scores, C = len(CHANNEL_NAMES), ordered as CHANNEL_NAMES.
+    raw: (h, w, R) float32, the channels of RAW_CHANNELS before normalization.
+    image_stats: (S,) float32 per-pair descriptors, ordered as IMAGE_STAT_NAMES.
+    comparable: (h, w) bool, the pixels the channels are defined on.
+    """
+
+    channels: np.ndarray
+    raw: np.ndarray
+    image_stats: np.ndarray
+    comparable: np.ndarray
+
+    def channel(self, name: str) -> np.ndarray:
+        return self.channels[:, :, CHANNEL_NAMES.index(name)]
+
+
+def difference_maps(pair: AlignedPair, conf: DifferenceConf) -> DifferenceMaps:
+    """The dissimilarity channels of an aligned pair (see the module docstring)."""
+    comparable = pair.comparable
+    weights = comparable.astype(np.float32)
+    query = pair.query.astype(np.float32)
+    original = tone_mapped(query, pair.original.astype(np.float32), comparable)
+    raw = {
+        **_residual_channels(query, original, weights, conf),
+        "chroma": _chroma_difference(query, original, weights, conf),
+        **_structure_channels(query.mean(axis=2), original.mean(axis=2), weights, conf),
+        **_detail_channels(query.mean(axis=2), original.mean(axis=2), weights, conf),
+        **deep_channels(pair),
+    }
+    channels = np.stack(
+        [_robust_z(raw[name], comparable, conf.z_floor) for name in CHANNEL_NAMES], axis=2
+    ).astype(np.float32)
+    channels *= weights[:, :, None]
+    raw_channels = np.stack([raw[name] for name in RAW_CHANNELS], axis=2).astype(np.float32)
+    raw_channels *= weights[:, :, None]
+    noise = _robust_scale(raw["residual"], comparable)
+    stats = np.array(
+        [
+            np.log(noise + 1e-3),
+            float(np.median(_robust_sample(raw["structure_1"], comparable))),
+            pair.correlation,
+        ],
+        np.float32,
+    )
+    return DifferenceMaps(channels=channels, raw=raw_channels, image_stats=stats, comparable=comparable)
+
+
+def deep_channels(pair: AlignedPair) -> dict[str, np.ndarray]:
+    """deep_8 and deep_16, (h, w) float32 cosine distances of the pair's EfficientNet-Lite0 maps."""
+    filled = np.where(pair.comparable[:, :, None], pair.original, pair.query)
+    query_maps, original_maps = deep.feature_maps(pair.query), deep.feature_maps(filled)
+    return {
+        f"deep_{stride}": deep.cosine_distance_map(query_maps, original_maps, stride)
+        for stride in deep.DIFFERENCE_STRIDES
+    }
+
+
+def pixel_features(maps: DifferenceMaps, conf: DifferenceConf) -> np.ndarray:
+    """(h, w, F) float32 inputs of the pixel model: the channels squashed by log1p of their positive
+    part, their smoothed context, the raw deep channels, and the per-pair stats broadcast to every
+    pixel (F = feature_count(conf))."""
+    squashed = np.log1p(np.maximum(maps.channels, 0.0))
+    weights = maps.comparable.astype(np.float32)
+    chosen = squashed[:, :, [CHANNEL_NAMES.index(name) for name in CONTEXT_CHANNELS]]
+    context = [masked_blur(chosen, weights, sigma) for sigma in conf.context_sigmas]
+    height, width = maps.comparable.shape
+    stats = np.broadcast_to(maps.image_stats, (height, width, len(maps.image_stats)))
+    return np.concatenate([squashed, *context, maps.raw, stats], axis=2).astype(np.float32)
+
+
+def feature_count(conf: DifferenceConf) -> int:
+    return (
+        len(CHANNEL_NAMES)
+        + len(CONTEXT_CHANNELS) * len(conf.context_sigmas)
+        + len(RAW_CHANNELS)
+        + len(IMAGE_STAT_NAMES)
+    )
+
+
+def tone_mapped(query: np.ndarray, original: np.ndarray, comparable: np.ndarray) -> np.ndarray:
+    """The original (h, w, 3) float32 through a monotone per-channel curve fitted to the query on the
+    comparable pixels (binned medians): brightness, contrast, gamma and clipping, not local edits.
+    Beyond the outer bins the curve continues with slope 1, so an identical pair maps to itself."""
+    mapped = np.empty_like(original)
+    step = max(1, int(comparable.sum()) // TONE_CURVE_SAMPLES)
+    for channel in range(3):
+        source = original[:, :, channel][comparable][::step]
+        target = query[:, :, channel][comparable][::step]
+        knots, values = _binned_medians(source, target)
+        knots = np.concatenate([[knots[0] - EXTRAPOLATION], knots, [knots[-1] + EXTRAPOLATION]])
+        values = np.concatenate([[values[0] - EXTRAPOLATION], values, [values[-1] + EXTRAPOLATION]])
+        mapped[:, :, channel] = np.clip(np.interp(original[:, :, channel], knots, values), 0.0, 255.0)
+    return mapped
+
+
+def _binned_medians(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Knots (source medians of quantile bins) and non-decreasing target medians at them."""
+    if source.size == 0:
+        return np.array([0.0, 255.0]), np.array([0.0, 255.0])
+    order = np.argsort(source, kind="stable")
+    bins = np.array_split(order, min(TONE_CURVE_BINS, source.size))
+    knots = np.array([np.median(source[part]) for part in bins])
+    values = np.maximum.accumulate(np.array([np.median(target[part]) for part in bins]))
+    knots, first = np.unique(knots, return_index=True)
+    if knots.size < 2:
+        offset = float(np.median(target) - np.median(source))
+        return np.array([0.0, 255.0]), np.array([offset, 255.0 + offset])
+    return knots, values[first]
+
+
+def _residual_channels(
+    query: np.ndarray, original: np.ndarray, weights: np.ndarray, conf: DifferenceConf
+) -> dict[str, np.ndarray]:
+    difference = query - original
+    fine = np.abs(difference).sum(axis=2)
+    smoothed = masked_blur(difference, weights, conf.pre_blur)
+    highpass = smoothed - masked_blur(smoothed, weights, conf.highpass_sigma)
+    return {
+        "residual_fine": np.log1p(fine),
+        "residual": np.log1p(masked_blur(np.abs(smoothed).sum(axis=2), weights, conf.pre_blur)),
+        "residual_highpass": np.log1p(masked_blur(np.abs(highpass).sum(axis=2), weights, conf.pre_blur)),
+    }
+
+
+def _chroma_difference(
+    query: np.ndarray, original: np.ndarray, weights: np.ndarray, conf: DifferenceConf
+) -> np.ndarray:
+    difference = masked_blur(_opponent(query) - _opponent(original), weights, conf.pre_blur)
+    return np.log1p(masked_blur(np.abs(difference).sum(axis=2), weights, 2 * conf.pre_blur))
+
+
+def _opponent(rgb: np.ndarray) -> np.ndarray:
+    red, green, blue = rgb[:, :, 0], rgb[:, :, 1], rgb[:, :, 2]
+    return np.stack([red - green, 0.5 * (red + green) - blue], axis=2)
+
+
+def _structure_channels(
+    query: np.ndarray, original: np.ndarray, weights: np.ndarray, conf: DifferenceConf
+) -> dict[str, np.ndarray]:
+    channels = {}
+    for level in (1, 2, 4):
+        both = masked_blur(np.stack([query, original], axis=2), weights, conf.pre_blur * level)
+        query_level, original_level = both[:, :, 0], both[:, :, 1]
+        correlation = local_correlation(
+            query_level, original_level, weights, conf.structure_window * level, conf.structure_constant
+        )
+        channels[f"structure_{level}"] = 1.0 - correlation
+    return channels
+
+
+def local_correlation(
+    a: np.ndarray, b: np.ndarray, weights: np.ndarray, sigma: float, constant: float
+) -> np.ndarray:
+    """(cov + c) / (std_a std_b + c) in a Gaussian window: 1 where the two agree up to gain and offset,
+    1 where both are flat, <= 0 where the structure differs."""
+    moments = masked_blur(np.stack([a, b, a * a, b * b, a * b], axis=2), weights, sigma)
+    mean_a, mean_b = moments[:, :, 0], moments[:, :, 1]
+    variance_a = np.maximum(moments[:, :, 2] - mean_a**2, 0.0)
+    variance_b = np.maximum(moments[:, :, 3] - mean_b**2, 0.0)
+    covariance = moments[:, :, 4] - mean_a * mean_b
+    return (covariance + constant) / (np.sqrt(variance_a * variance_b) + constant)
+
+
+def _detail_channels(
+    query: np.ndarray, original: np.ndarray, weights: np.ndarray, conf: DifferenceConf
+) -> dict[str, np.ndarray]:
+    both = np.stack([query, original], axis=2)
+    detail = both - masked_blur(both, weights, conf.detail_sigma)
+    energy = masked_blur(detail**2, weights, 2 * conf.detail_sigma)
+    query_energy, original_energy = energy[:, :, 0], energy[:, :, 1]
+    log_ratio = np.log((query_energy + conf.detail_constant) / (original_energy + conf.detail_constant))
+    inside = _robust_sample(log_ratio, weights > 0)
+    log_ratio -= float(np.median(inside)) if inside.size else 0.0
+    return {"detail_loss": np.maximum(-log_ratio, 0.0), "detail_gain": np.maximum(log_ratio, 0.0)}
+
+
+def masked_blur(values: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of (h, w) or (h, w, k) float32 values over the pixels where weights (h, w) > 0
+    (normalized convolution)."""
+    if sigma <= 0:
+        return values
+    window = cv2.GaussianBlur(weights, (0, 0), sigma)
+    normalizer = np.maximum(window, 1e-3)
+    if values.ndim == 3:
+        return cv2.GaussianBlur(values * weights[:, :, None], (0, 0), sigma) / normalizer[:, :, None]
+    return cv2.GaussianBlur(values * weights, (0, 0), sigma) / normalizer
+
+
+def _robust_sample(values: np.ndarray, comparable: np.ndarray) -> np.ndarray:
+    """The comparable values, every k-th of them so that about ROBUST_SAMPLES remain (a median of a
+    regular subsample moves by far less than the channels' own noise)."""
+    inside = values[comparable]
+    return inside[:: max(1, inside.size // ROBUST_SAMPLES)]
+
+
+def _robust_scale(values: np.ndarray, comparable: np.ndarray) -> float:
+    inside = _robust_sample(values, comparable)
+    if inside.size == 0:
+        return 0.0
+    return MAD_TO_SIGMA * float(np.median(np.abs(inside - np.median(inside))))
+
+
+def _robust_z(values: np.ndarray, comparable: np.ndarray, floor: float) -> np.ndarray:
+    """(values - median) / max(robust sigma, floor) over the comparable pixels."""
+    inside = _robust_sample(values, comparable)
+    if inside.size == 0:
+        return np.zeros_like(values)
+    centre = float(np.median(inside))
+    scale = MAD_TO_SIGMA * float(np.median(np.abs(inside - centre)))
+    return (values - centre) / max(scale, floor)

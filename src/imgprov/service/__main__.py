@@ -1,0 +1,23 @@
+"""`python -m imgprov.service --db DIR`: the `imgprov serve` command on its own."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from imgprov.errors import ImgprovError
+from imgprov.service.cli import serve_command
+
+
+def main() -> None:
+    """Run `serve`; an imgprov error is one line on stderr and exit status 1."""
+    try:
+        typer.run(serve_command)
+    except ImgprovError as exc:
+        print(f"imgprov: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""The FastAPI application: `create_app(settings)` builds one; nothing is created at import.
+
+Routes are thin: check access, read the uploads (streamed, size-limited), hand the work to the
+bounded worker pool, return its JSON. Every error reaches the client as `{"error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from imgprov import __version__
+from imgprov.errors import ImgprovError
+from imgprov.service import jobs
+from imgprov.service.errors import BadRequest, client_message, status_of
+from imgprov.service.security import BodyLimit, SecurityHeaders, search_access, write_access
+from imgprov.service.settings import ServiceSettings
+from imgprov.service.state import RELEASE_SECONDS, ServiceState, build_state
+from imgprov.service.uploads import SUPPORTED, read_upload
+
+log = logging.getLogger("imgprov.service")
+
+STATIC_FILES = {
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+    "docs.js": "text/javascript; charset=utf-8",
+}
+PAGES = {"/": "index.html", "/docs": "docs.html"}
+ImageId = Annotated[int, Path(ge=1, description="An image id from a search result or `POST /v1/images`.")]
+ImageUpload = Annotated[UploadFile, File(description=f"An image file ({SUPPORTED}).")]
+WithPictures = Annotated[
+    bool, Query(description="Add `pictures`: data URLs of the query, heatmap, aligned original, vote map.")
+]
+
+DESCRIPTION = """Find the originals an image is made of, what role each played, and what was changed.
+
+Uploads are multipart form fields; their type is read from their bytes, never from their name.
+Send the server's token as `Authorization: Bearer <token>`: always to change the collection, and to
+search when the server protects searching. Every error is `{"error": "..."}`."""
+
+
+class ErrorBody(BaseModel):
+    """What every failed request returns."""
+
+    error: str
+
+
+ERRORS = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "Bad request: empty upload, corrupt image, missing field"),
+        (401, "Missing or wrong token"),
+        (413, "Upload or image too large"),
+        (415, "Not a supported image"),
+        (503, "Every worker busy and the queue full; retry later"),
+        (504, "The job took longer than the request timeout"),
+    )
+}
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    """An application serving the index at `settings.db`: the API under /v1, the page at /."""
+    app = FastAPI(
+        title="imgprov",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=_lifespan,
+    )
+    app.state.service = build_state(settings)
+    app.state.static = {name: _static_bytes(name) for name in [*STATIC_FILES, *PAGES.values()]}
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, timeout=settings.upload_timeout)
+    app.add_middleware(SecurityHeaders)
+    _add_error_handlers(app)
+    _add_api_routes(app)
+    _add_page_routes(app)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state = app.state.service
+    releaser = asyncio.create_task(_release_stale_snapshots(state))
+    try:
+        yield
+    finally:
+        releaser.cancel()
+        state.shutdown()
+
+
+async def _release_stale_snapshots(state: ServiceState) -> None:
+    """Let go of an old snapshot of the index even when no request comes (see `CollectionCache`)."""
+    while True:
+        await asyncio.sleep(RELEASE_SECONDS)
+        try:
+            await asyncio.to_thread(state.collections.release_if_stale)
+        except (ImgprovError, sqlite3.Error) as exc:
+            log.error("checking the index for changes failed: %s", exc)
+
+
+def _add_api_routes(app: FastAPI) -> None:
+    search = {"dependencies": [Depends(search_access)], "responses": ERRORS}
+    write = {"dependencies": [Depends(write_access)], "responses": ERRORS, "tags": ["collection"]}
+    app.add_api_route("/v1/health", get_health, methods=["GET"], tags=["service"])
+    app.add_api_route("/v1/search", post_search, methods=["POST"], tags=["search"], **search)
+    app.add_api_route("/v1/compare", post_compare, methods=["POST"], tags=["search"], **search)
+    app.add_api_route("/v1/images", post_image, methods=["POST"], status_code=201, **write)
+    app.add_api_route("/v1/images/{image_id}", get_image, methods=["GET"], tags=["collection"], **search)
+    app.add_api_route(
+        "/v1/images/{image_id}/thumbnail",
+        get_thumbnail,
+        methods=["GET"],
+        tags=["collection"],
+        dependencies=[Depends(search_access)],
+        responses={**ERRORS, 200: {"content": {"image/jpeg": {}}, "description": "A JPEG thumbnail"}},
+        response_class=Response,
+    )
+    app.add_api_route("/v1/images/{image_id}", delete_image, methods=["DELETE"], **write)
+
+
+def _add_page_routes(app: FastAPI) -> None:
+    for route in PAGES:
+        app.add_api_route(route, page, methods=["GET"], include_in_schema=False, response_class=Response)
+    app.add_api_route(
+        "/static/{name}", static_file, methods=["GET"], include_in_schema=False, response_class=Response
+    )
+
+
+async def get_health(request: Request) -> JSONResponse:
+    """Whether the service is up, how many originals it holds, and how busy it is."""
+    state = service_of(request)
+    images = await state.light_jobs.run(_image_count, state, timeout=state.settings.request_timeout)
+    return api_json(
+        {
+            "status": "ok",
+            "version": __version__,
+            "images": images,
+            "open_search": state.settings.open_search,
+            "writable": state.settings.writable,
+            "workers": state.jobs.workers,
+            "capacity": state.jobs.capacity,
+            "pending": state.jobs.pending,
+            "max_upload_bytes": state.settings.max_upload_bytes,
+        }
+    )
+
+
+async def post_search(
+    request: Request,
+    file: ImageUpload,
+    top_k: Annotated[int | None, Query(ge=1, le=100, description="Most matches to return.")] = None,
+    pictures: WithPictures = False,
+) -> JSONResponse:
+    """Find the originals of an image.
+
+    Returns the search JSON (`query`, `width`, `height`, `matches`, `timings`); each match adds its
+    `name`, `role` (host or donor), `coverage` (share of the query its regions cover) and `original`
+    (metadata). `top` is the comparison with the first match: `verdict`, `probability`,
+    `probabilities`, changed `regions` and their `outline` polygons in query pixels, or null when
+    nothing matched.
+    """
+    state = service_of(request)
+    with state.jobs.reserve() as slot:
+        upload = await read_upload(file, state.settings.max_upload_bytes)
+        job = jobs.SearchRequest(upload, top_k or state.settings.top_k, pictures)
+        return api_json(await slot.run(jobs.search_job, state, job, timeout=state.settings.request_timeout))
+
+
+async def post_compare(
+    request: Request,
+    query: ImageUpload,
+    original: Annotated[UploadFile | None, File(description="The candidate original.")] = None,
+    original_id: Annotated[int | None, Form(ge=1, description="Or: the id of an indexed original.")] = None,
+    pictures: WithPictures = False,
+) -> JSONResponse:
+    """Compare an image with a candidate original (an upload, or an indexed image by id).
+
+    Returns `verdict` (benign, manipulated or distinct), its `probability`, all `probabilities`,
+    the `transform` from query to original pixels, changed `regions` with their `outline`.
+    """
+    state = service_of(request)
+    if (original is None) == (original_id is None):
+        raise BadRequest("send exactly one of the form fields `original` (a file) and `original_id`")
+    limit = state.settings.max_upload_bytes
+    with state.jobs.reserve() as slot:
+        query_upload = await read_upload(query, limit)
+        original_upload = await read_upload(original, limit) if original is not None else None
+        job = jobs.CompareRequest(query_upload, original_upload, original_id, pictures)
+        return api_json(await slot.run(jobs.compare_job, state, job, timeout=state.settings.request_timeout))
+
+
+async def post_image(request: Request, file: ImageUpload) -> JSONResponse:
+    """Add an original to the collection (token required).
+
+    The server stores the uploaded bytes under its index directory. 201 with the new image's
+    metadata; 200 with the existing one when the same bytes are already indexed.
+    """
+    state = service_of(request)
+    with state.jobs.reserve() as slot:
+        upload = await read_upload(file, state.settings.max_upload_bytes)
+        record, created = await slot.run(
+            jobs.add_original_job, state, upload, timeout=state.settings.request_timeout
+        )
+    headers = {"Location": f"/v1/images/{record['id']}"}
+    return api_json({"image": record, "created": created}, status=201 if created else 200, headers=headers)
+
+
+async def get_image(request: Request, image_id: ImageId) -> JSONResponse:
+    """An original's metadata: name, sha256, size, dimensions, format, times, thumbnail URL."""
+    state = service_of(request)
+    return api_json(
+        await state.light_jobs.run(jobs.image_job, state, image_id, timeout=state.settings.request_timeout)
+    )
+
+
+async def get_thumbnail(request: Request, image_id: ImageId) -> Response:
+    """A JPEG of the original at most 320 pixels on its long side."""
+    state = service_of(request)
+    data = await state.light_jobs.run(
+        jobs.thumbnail_job, state, image_id, timeout=state.settings.request_timeout
+    )
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+
+async def delete_image(request: Request, image_id: ImageId) -> JSONResponse:
+    """Remove an original from the collection (token required); a file the server stored is deleted."""
+    state = service_of(request)
+    removed = await state.jobs.run(
+        jobs.remove_original_job, state, image_id, timeout=state.settings.request_timeout
+    )
+    return api_json({"removed": removed})
+
+
+async def page(request: Request) -> Response:
+    name = PAGES[request.url.path]
+    return Response(request.app.state.static[name], media_type="text/html; charset=utf-8")
+
+
+async def static_file(request: Request, name: str) -> Response:
+    """One of the page's own files; the name is looked up in a fixed table, never used as a path."""
+    if name not in STATIC_FILES:
+        raise HTTPException(404, "not found")
+    return Response(request.app.state.static[name], media_type=STATIC_FILES[name])
+
+
+def service_of(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+def api_json(body: dict, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A JSON response that no cache keeps."""
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+def _image_count(state: ServiceState) -> int:
+    return state.collections.current().catalogue.image_count()
+
+
+def _static_bytes(name: str) -> bytes:
+    return resources.files("imgprov.service").joinpath("static", name).read_bytes()
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ImgprovError, _imgprov_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _internal_error)
+
+
+async def _imgprov_error(request: Request, exc: ImgprovError) -> JSONResponse:
+    status = status_of(exc)
+    if status >= 500 and status not in (503, 504):
+        log.error("%s %s failed: %s", request.method, request.url.path, exc)
+        return error_json(500, "internal error; see the server log")
+    headers = {"Retry-After": "2"} if status == 503 else None
+    return error_json(status, client_message(exc), headers)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    return error_json(exc.status_code, str(exc.detail), exc.headers)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path"))
+    return error_json(400, f"invalid request: {where or 'request'}: {first.get('msg', 'invalid value')}")
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("%s %s failed", request.method, request.url.path)
+    return error_json(500, "internal error; see the server log")
+
+
+def error_json(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """`{"error": message}` on one line, without any stack trace."""
+    line = " ".join(message.split())[:500]
+    return JSONResponse({"error": line}, status_code=status, headers=headers)

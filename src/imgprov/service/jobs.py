@@ -1,0 +1,166 @@
+"""The work behind each endpoint, run on a worker thread: decode, search, compare, index, render."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgprov.collection import Collection
+from imgprov.compare import Comparison
+from imgprov.images import LoadedImage
+from imgprov.results import SearchResult
+from imgprov.service import pictures
+from imgprov.service.adapters import Explanation, compare_pair, explain_original, find_originals, match_roles
+from imgprov.service.errors import OriginalUnavailable, UnknownImage
+from imgprov.service.originals import add_original, remove_original
+from imgprov.service.payloads import (
+    comparison_payload,
+    explanation_payload,
+    image_payload,
+    search_payload,
+)
+from imgprov.service.state import ServiceState
+from imgprov.service.uploads import Upload, decode_upload
+
+WRITER_WAIT_FRACTION = 0.5
+"""Share of the request timeout a change may wait for another writer to finish."""
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A query, how many matches to return, and whether to add pictures for the page."""
+
+    upload: Upload
+    top_k: int
+    with_pictures: bool
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    """A query and the original to compare it with: an upload or an indexed image's id."""
+
+    query: Upload
+    original: Upload | None
+    original_id: int | None
+    with_pictures: bool
+
+
+def search_job(state: ServiceState, request: SearchRequest) -> dict:
+    """Find the originals of the upload, compare it with the top match, and describe both."""
+    query = decode(state, request.upload)
+    collection = state.collections.current()
+    result = find_originals(
+        collection,
+        query.pixels,
+        state.search_conf,
+        state.embedder,
+        top_k=request.top_k,
+        query_name=request.upload.name,
+    )
+    records = collection.images([match.image_id for match in result.matches])
+    explanation, top = explain_top(state, collection, query.pixels, result)
+    body = search_payload(result, match_roles(result), records, top)
+    if request.with_pictures:
+        body["pictures"] = search_pictures(query.pixels, result, explanation)
+    return body
+
+
+def explain_top(
+    state: ServiceState, collection: Collection, query: np.ndarray, result: SearchResult
+) -> tuple[Explanation | None, dict | None]:
+    """The comparison with the best match and its JSON; `{"id", "error"}` when its file is gone."""
+    if not result.matches:
+        return None, None
+    image_id = result.matches[0].image_id
+    try:
+        explanation = explain_original(collection, query, image_id, state.compare_conf)
+    except (OriginalUnavailable, UnknownImage) as exc:
+        return None, {"id": image_id, "error": str(exc)}
+    return explanation, explanation_payload(explanation)
+
+
+def compare_job(state: ServiceState, request: CompareRequest) -> dict:
+    """Compare the query with an uploaded original or with an indexed one."""
+    query = decode(state, request.query)
+    if request.original is not None:
+        original = decode(state, request.original).pixels
+        comparison = compare_pair(query.pixels, original, state.compare_conf)
+        original_json = {"name": request.original.name}
+    else:
+        collection = state.collections.current()
+        explanation = explain_original(collection, query.pixels, request.original_id, state.compare_conf)
+        original, comparison = explanation.original, explanation.comparison
+        original_json = image_payload(explanation.record)
+    body = {
+        "query": request.query.name,
+        "width": query.width,
+        "height": query.height,
+        "original": original_json,
+        **comparison_payload(comparison),
+    }
+    if request.with_pictures:
+        body["pictures"] = comparison_pictures(query.pixels, original, comparison)
+    return body
+
+
+def add_original_job(state: ServiceState, upload: Upload) -> tuple[dict, bool]:
+    """Index an uploaded original; returns its metadata and whether it is new."""
+    image = decode(state, upload)
+    added = add_original(state.settings.db, upload, image, wait_seconds=writer_wait(state))
+    state.collections.reload()
+    return image_payload(added.record), added.created
+
+
+def remove_original_job(state: ServiceState, image_id: int) -> dict:
+    """Remove an original from the collection; returns the metadata it had."""
+    record = remove_original(state.settings.db, image_id, wait_seconds=writer_wait(state))
+    state.collections.reload()
+    return image_payload(record)
+
+
+def image_job(state: ServiceState, image_id: int) -> dict:
+    """Metadata of one indexed original."""
+    record = state.collections.current().images([image_id]).get(image_id)
+    if record is None:
+        raise UnknownImage(f"no image with id {image_id} in the collection")
+    return image_payload(record)
+
+
+def thumbnail_job(state: ServiceState, image_id: int) -> bytes:
+    """JPEG bytes of an original's thumbnail."""
+    record = state.collections.current().images([image_id]).get(image_id)
+    if record is None:
+        raise UnknownImage(f"no image with id {image_id} in the collection")
+    try:
+        return pictures.thumbnail_jpeg(record.path, record.sha256)
+    except OriginalUnavailable:
+        raise OriginalUnavailable(f"the file of image {image_id} cannot be read on the server") from None
+
+
+def search_pictures(query: np.ndarray, result: SearchResult, top: Explanation | None) -> dict:
+    """The query, its vote map, and the top match's heatmap and aligned original when there is one."""
+    shown = {"query": pictures.query_picture(query), "vote_map": pictures.vote_map_picture(query, result)}
+    if top is not None:
+        shown |= comparison_pictures(query, top.original, top.comparison)
+    return shown
+
+
+def comparison_pictures(query: np.ndarray, original: np.ndarray, comparison: Comparison) -> dict:
+    """The query, the heatmap layer over it and the original aligned onto it."""
+    return {
+        "query": pictures.query_picture(query),
+        "heatmap": pictures.heatmap_picture(comparison),
+        "aligned_original": pictures.aligned_original_picture(original, comparison),
+    }
+
+
+def decode(state: ServiceState, upload: Upload) -> LoadedImage:
+    """Decode an upload within the server's limits."""
+    settings = state.settings
+    return decode_upload(upload, max_pixels=settings.max_pixels, max_bytes=settings.max_upload_bytes)
+
+
+def writer_wait(state: ServiceState) -> float:
+    """Seconds a change waits for the index's writer lock before giving up (503)."""
+    return state.settings.request_timeout * WRITER_WAIT_FRACTION

@@ -1,0 +1,232 @@
+"""Compare on real photos: benign copies, a pasted object, unrelated photos, frames and outputs."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from imgprov.compare.align import estimate_transform, mirror_features
+from imgprov.compare.calibration import Calibration, CalibrationMissing, packaged_calibration
+from imgprov.compare.cli import register
+from imgprov.compare.comparison import Comparison, compare_images
+from imgprov.compare.conf import COMPARES, compare_preset
+from imgprov.compare.difference import feature_count
+from imgprov.compare.overlay import draw_overlay
+from imgprov.errors import PresetError
+from imgprov.extract.rootsift import extract_rootsift
+from imgprov.metrics import mask_iou
+from imgprov.presets import local_features
+from tests.support import jpeg, photo, write_jpeg
+
+JSON_KEYS = {"verdict", "probabilities", "transform", "regions", "timings"}
+
+
+@pytest.fixture(scope="module")
+def conf():
+    return compare_preset()
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return photo("astronaut.png")
+
+
+def rotate_and_pad(rgb: np.ndarray, degrees: float, pad: int) -> np.ndarray:
+    """Rotate on a canvas grown to hold the whole image (black corners, as an editor's rotate does),
+    then add a grey border of `pad` pixels."""
+    height, width = rgb.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), degrees, 1.0)
+    cosine, sine = abs(matrix[0, 0]), abs(matrix[0, 1])
+    new_width, new_height = round(width * cosine + height * sine), round(width * sine + height * cosine)
+    matrix[0, 2] += (new_width - width) / 2
+    matrix[1, 2] += (new_height - height) / 2
+    rotated = cv2.warpAffine(rgb, matrix, (new_width, new_height), flags=cv2.INTER_LINEAR)
+    return cv2.copyMakeBorder(rotated, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+
+
+def pasted(host: np.ndarray, donor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """host with an elliptical piece of donor pasted in; returns the image and the changed pixels."""
+    edited = host.copy()
+    shape = np.zeros(host.shape[:2], np.uint8)
+    cv2.ellipse(shape, (330, 170), (70, 50), 20, 0, 360, 1, -1)
+    piece = cv2.resize(donor, (host.shape[1], host.shape[0]))
+    region = shape > 0
+    edited[region] = piece[region]
+    return edited, np.any(edited != host, axis=2)
+
+
+def assert_query_frame(comparison: Comparison, query: np.ndarray) -> None:
+    shape = query.shape[:2]
+    assert comparison.heatmap.shape == shape and comparison.heatmap.dtype == np.float32
+    assert comparison.mask.shape == shape and comparison.mask.dtype == bool
+    assert comparison.comparable.shape == shape and comparison.comparable.dtype == bool
+    assert float(comparison.heatmap.min()) >= 0.0 and float(comparison.heatmap.max()) <= 1.0
+    assert sum(comparison.probabilities.values()) == pytest.approx(1.0)
+
+
+def test_identical_pair_is_benign_with_an_empty_mask(conf, astronaut):
+    comparison = compare_images(astronaut, astronaut, conf)
+    assert comparison.verdict == "benign"
+    assert not comparison.mask.any() and comparison.regions == ()
+    assert comparison.comparable.mean() > 0.95
+    np.testing.assert_allclose(comparison.transform, np.eye(3), atol=0.02)
+
+
+def test_jpeg40_rotated_padded_copy_is_benign_and_padding_is_not_comparable(conf, astronaut):
+    pad = 40
+    query = rotate_and_pad(jpeg(astronaut, 40), 10.0, pad)
+    comparison = compare_images(query, astronaut, conf)
+    assert comparison.verdict == "benign"
+    assert not comparison.mask.any()
+    assert_query_frame(comparison, query)
+    assert not comparison.comparable[:pad].any() and not comparison.comparable[:, -pad:].any()
+    assert comparison.comparable[250:450, 250:450].all()
+
+
+def test_pasted_object_is_found(conf, astronaut):
+    query, changed = pasted(astronaut, photo("coffee.png"))
+    comparison = compare_images(query, astronaut, conf)
+    assert comparison.verdict == "manipulated"
+    assert mask_iou(comparison.mask, changed) >= 0.5
+    x0, y0, x1, y1 = comparison.regions[0].box
+    assert x0 < 330 < x1 and y0 < 170 < y1
+
+
+def test_pasted_object_survives_recompression_and_resizing(conf, astronaut):
+    edited, changed = pasted(astronaut, photo("coffee.png"))
+    query = jpeg(cv2.resize(edited, (384, 384), interpolation=cv2.INTER_AREA), 70)
+    truth = cv2.resize(changed.astype(np.uint8), (384, 384), interpolation=cv2.INTER_NEAREST) > 0
+    comparison = compare_images(query, astronaut, conf)
+    assert comparison.verdict == "manipulated"
+    assert mask_iou(comparison.mask, truth) >= 0.5
+
+
+def test_unrelated_photos_are_distinct(conf, astronaut):
+    comparison = compare_images(photo("coffee.png"), astronaut, conf)
+    assert comparison.verdict == "distinct"
+    assert not comparison.mask.any()
+
+
+def test_crop_and_pad_are_not_edits(conf):
+    original = photo("chelsea.png")
+    cropped = jpeg(original[30:270, 40:400], 85)
+    comparison = compare_images(cropped, original, conf)
+    assert comparison.verdict == "benign" and not comparison.mask.any()
+    assert comparison.comparable.mean() > 0.95
+    padded = cv2.copyMakeBorder(original, 0, 0, 60, 60, cv2.BORDER_REFLECT_101)
+    comparison = compare_images(padded, original, conf)
+    assert comparison.verdict == "benign" and not comparison.mask.any()
+    assert not comparison.comparable[:, :55].any() and not comparison.comparable[:, -55:].any()
+    assert comparison.comparable[:, 70:-70].mean() > 0.95
+
+
+def test_letterboxed_crop_is_benign_and_its_bands_are_not_comparable(conf):
+    original = photo("chelsea.png")
+    band = 30
+    cropped = original[40:260, 20:440]
+    query = jpeg(cv2.copyMakeBorder(cropped, band, band, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0)), 85)
+    comparison = compare_images(query, original, conf)
+    assert comparison.verdict == "benign" and not comparison.mask.any()
+    assert not comparison.comparable[: band - 2].any() and not comparison.comparable[-band + 2 :].any()
+    assert comparison.comparable[band + 10 : -band - 10, 10:-10].mean() > 0.95
+
+
+def test_blurred_thumbnail_is_aligned_by_deep_features(conf, astronaut):
+    thumbnail = cv2.resize(astronaut, (200, 200), interpolation=cv2.INTER_AREA)
+    query = cv2.GaussianBlur(thumbnail, (0, 0), 4.0)
+    fit = estimate_transform(query, astronaut, conf.align)
+    assert fit is not None and fit.matcher == "effnet"
+    np.testing.assert_allclose(fit.transform[:2, :2], 2.56 * np.eye(2), atol=0.08)
+    np.testing.assert_allclose(fit.transform[:2, 2], 0.0, atol=3.0)
+
+
+def test_features_from_search_are_reused(conf, astronaut):
+    query, changed = pasted(astronaut, photo("coffee.png"))
+    search_conf = local_features()
+    comparison = compare_images(
+        query,
+        astronaut,
+        conf,
+        query_features=extract_rootsift(query, search_conf),
+        original_features=extract_rootsift(astronaut, search_conf),
+    )
+    assert comparison.verdict == "manipulated"
+    assert mask_iou(comparison.mask, changed) >= 0.5
+
+
+def test_packaged_calibration_matches_the_code(conf):
+    calibration = packaged_calibration()
+    assert calibration.pixel_model.feature_count == feature_count(conf.difference)
+    document = calibration.to_json()
+    document["verdict_model"]["feature_names"] = document["verdict_model"]["feature_names"][:-1]
+    with pytest.raises(CalibrationMissing):
+        Calibration.from_json(document)
+
+
+def test_mirrored_copy_is_aligned_through_the_flip(conf, astronaut):
+    query = jpeg(cv2.resize(astronaut[:, ::-1], (300, 300), interpolation=cv2.INTER_AREA), 80)
+    comparison = compare_images(query, astronaut, conf)
+    assert comparison.verdict == "benign"
+    corner = comparison.transform @ np.array([0.0, 0.0, 1.0])
+    assert corner[0] / corner[2] == pytest.approx(511, abs=3)
+
+
+def test_outputs_are_in_the_query_frame_of_a_smaller_query(conf, astronaut):
+    query = jpeg(cv2.resize(astronaut, (200, 260)), 90)
+    comparison = compare_images(query, astronaut, conf)
+    assert_query_frame(comparison, query)
+    overlay = draw_overlay(query, astronaut, comparison)
+    assert overlay.shape[0] > 260 and overlay.shape[1] > 400
+
+
+def test_mirror_features_match_features_of_the_mirrored_image(astronaut):
+    features_conf = local_features("rootsift-1k-768")
+    mirrored = mirror_features(extract_rootsift(astronaut, features_conf))
+    direct = extract_rootsift(np.ascontiguousarray(astronaut[:, ::-1]), features_conf)
+    distances = np.linalg.norm(
+        mirrored.descriptors[:200, None].astype(np.float32) - direct.descriptors[None].astype(np.float32),
+        axis=2,
+    )
+    nearest = distances.argmin(axis=1)
+    offsets = np.linalg.norm(mirrored.keypoints[:200] - direct.keypoints[nearest], axis=1)
+    assert np.mean(offsets < 1.0) > 0.8
+
+
+def test_json_holds_the_documented_keys(conf, astronaut):
+    query, _ = pasted(astronaut, photo("coffee.png"))
+    document = json.loads(json.dumps(compare_images(query, astronaut, conf).to_json()))
+    assert set(document) >= JSON_KEYS
+    assert set(document["probabilities"]) == {"benign", "manipulated", "distinct"}
+    assert len(document["transform"]) == 3 and all(len(row) == 3 for row in document["transform"])
+    assert document["regions"] and set(document["regions"][0]) == {"box", "score", "area"}
+    assert {"match", "total"} <= set(document["timings"])
+
+
+def test_unknown_preset_lists_the_valid_ones():
+    with pytest.raises(PresetError) as error:
+        compare_preset("nope")
+    assert all(name in str(error.value) for name in COMPARES)
+
+
+def test_compare_command_writes_json_and_pictures(tmp_path, astronaut):
+    query, _ = pasted(astronaut, photo("coffee.png"))
+    query_path = write_jpeg(tmp_path / "query.jpg", query, quality=92)
+    original_path = write_jpeg(tmp_path / "original.jpg", astronaut, quality=92)
+    app = typer.Typer()
+    register(app)
+    app.command(name="noop")(lambda: None)
+    outputs = {name: tmp_path / f"{name}.png" for name in ("mask", "heatmap", "overlay")}
+    options = [item for name, path in outputs.items() for item in (f"--{name}", str(path))]
+    result = CliRunner().invoke(app, ["compare", str(query_path), str(original_path), "--json", *options])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output.strip().splitlines()[-1])
+    assert set(document) >= JSON_KEYS and document["verdict"] == "manipulated"
+    mask = cv2.imread(str(outputs["mask"]), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == query.shape[:2] and mask.max() == 255
+    assert cv2.imread(str(outputs["heatmap"]), cv2.IMREAD_UNCHANGED).shape == query.shape[:2]
+    assert cv2.imread(str(outputs["overlay"])).shape[1] > 2 * query.shape[1]

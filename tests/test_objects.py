@@ -1,0 +1,319 @@
+"""The object stage (OE-SIR): ROIAlign, GeM, whitening, Eq. 7/8, proposals, splice localization,
+fusion and roles, the overlay, and a composite of two real photos found through its objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from imgprov import presets
+from imgprov.collection import Collection
+from imgprov.errors import IndexCorrupt, PresetError
+from imgprov.extract.sscd import SSCDExtractor
+from imgprov.images import load_image
+from imgprov.objects.boxes import box_iou
+from imgprov.objects.conf import FusionWeights, ProposalConf, RetrievalConf, WhiteningConf, object_preset
+from imgprov.objects.detector import Detector, decode_detections, model_path
+from imgprov.objects.embed import ObjectWhitening, gem, roi_align
+from imgprov.objects.localize import unexplained_regions
+from imgprov.objects.overlay import draw_provenance
+from imgprov.objects.proposals import grid_boxes, propose
+from imgprov.objects.retrieve import (
+    ROLE_DONOR,
+    ROLE_HOST,
+    Evidence,
+    ExplainedRegion,
+    FusedMatch,
+    ObjectHit,
+    fuse,
+    image_hits,
+    search_objects,
+)
+from imgprov.objects.stage import HostAlignment, ObjectStage, VerifiedRegion, pick_host, searchable
+from imgprov.search import find_candidates
+from imgprov.vectors import vector_ids
+from tests.support import jpeg, photo
+
+
+def test_roi_align_matches_a_hand_computed_case():
+    # f(row, column) = 4 row + column; bilinear sampling reproduces a linear function exactly.
+    ramp = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
+    # The whole map in 2 x 2 bins, one sample per bin: samples at map coordinates 1 and 3, which are
+    # array positions 0.5 and 2.5 (cell i's value sits at i + 0.5).
+    whole = roi_align(ramp, np.array([[0, 0, 4, 4]]), output_size=2, sampling_ratio=1)
+    np.testing.assert_allclose(whole[0, 0], [[2.5, 4.5], [10.5, 12.5]])
+    # Box [1, 3] x [1, 3], 2 x 2 samples per bin: bin means at array positions 1 and 2.
+    inner = roi_align(ramp, np.array([[1, 1, 3, 3]]), output_size=2, sampling_ratio=2)
+    np.testing.assert_allclose(inner[0, 0], [[5.0, 6.0], [9.0, 10.0]])
+    # Cells past the valid 2 x 2 corner are padding: samples clamp to the last valid cell.
+    clamped = roi_align(ramp, np.array([[0, 0, 4, 4]]), output_size=1, sampling_ratio=1, valid_cells=(2, 2))
+    assert clamped[0, 0, 0, 0] == pytest.approx(5.0)
+
+
+def test_gem_between_mean_and_max_and_clamps_negatives():
+    bins = np.array([[[[1.0, 3.0], [-2.0, 0.0]]]], np.float32)
+    pooled = gem(bins, p=3.0)
+    positive = np.array([1.0, 3.0, 1e-6, 1e-6])
+    assert pooled.shape == (1, 1)
+    assert pooled[0, 0] == pytest.approx(np.mean(positive**3) ** (1 / 3), rel=1e-5)
+    assert gem(bins, p=1.0)[0, 0] == pytest.approx(positive.mean(), rel=1e-5)
+
+
+def test_whitening_round_trip_and_whitens_its_sample():
+    rng = np.random.default_rng(0)
+    sample = rng.normal(size=(500, 32)) * np.linspace(0.1, 5.0, 32)
+    whitening = ObjectWhitening.fit(sample, WhiteningConf(dim=16, shrinkage=0.0))
+    projected = (sample - whitening.mean) @ whitening.projection
+    np.testing.assert_allclose(np.cov(projected.T), np.eye(16), atol=1e-3)
+    vectors = whitening.transform(sample[:5])
+    assert vectors.shape == (5, 16) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    restored = ObjectWhitening.from_bytes(whitening.to_bytes())
+    np.testing.assert_array_equal(restored.mean, whitening.mean)
+    np.testing.assert_array_equal(restored.projection, whitening.projection)
+    with pytest.raises(IndexCorrupt):
+        ObjectWhitening.from_bytes(b"not an npz file")
+    assert ObjectWhitening.fit(sample[:5], WhiteningConf(dim=16)).dim == 4
+
+
+def test_eq7_minimum_pairwise_distance_and_eq8_pair():
+    # Two query objects, three neighbours each; image 7 is reached by both, best through (1, 2).
+    ids = np.array([[(7 << 16) | 0, (9 << 16) | 1, -1], [(9 << 16) | 0, (7 << 16) | 2, (3 << 16) | 5]])
+    distances = np.array([[0.9, 0.5, 0.0], [0.6, 0.2, 1.5]], np.float32)
+    hits = image_hits(distances, ids)
+    assert [hit.image_id for hit in hits] == [7, 9, 3]
+    assert hits[0] == ObjectHit(image_id=7, distance=pytest.approx(0.2), query_object=1, match_object=2)
+    assert (hits[1].query_object, hits[1].match_object) == (0, 1)
+    assert hits[0].similarity == pytest.approx(0.9)
+
+
+def test_search_objects_over_a_faiss_index():
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(3, 4, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=2, keepdims=True)
+    index = faiss.IndexIDMap2(faiss.IndexFlatL2(8))
+    for image_id in range(3):
+        index.add_with_ids(vectors[image_id], vector_ids(image_id, 4))
+    query = np.stack([rng.normal(size=8), vectors[2, 3]]).astype(np.float32)
+    query[0] /= np.linalg.norm(query[0])
+    hits = search_objects(index, query, neighbours=12)
+    assert hits[0].image_id == 2 and (hits[0].query_object, hits[0].match_object) == (1, 3)
+    assert hits[0].distance == pytest.approx(0.0, abs=1e-5)
+    assert sorted(hit.image_id for hit in hits) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("method", ["grid", "selective", "saliency"])
+def test_proposals_are_inside_the_image(method):
+    image = photo("coffee.png")
+    height, width = image.shape[:2]
+    boxes = propose(image, ProposalConf(method=method, max_objects=8))
+    assert boxes.dtype == np.float32 and boxes.shape[1] == 4 and 1 <= len(boxes) <= 8
+    np.testing.assert_array_equal(boxes[0], [0, 0, width, height])
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
+    assert (boxes[:, 2] <= width).all() and (boxes[:, 3] <= height).all()
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+
+
+def test_grid_layout_and_invalid_presets():
+    boxes = grid_boxes((300, 200), levels=3)
+    assert len(boxes) == 4 + 9
+    # Level 2: four regions of 2/3 the width and height; level 3 starts with its central region.
+    np.testing.assert_allclose(boxes[0], [0, 0, 200, 400 / 3])
+    np.testing.assert_allclose(boxes[4], [75, 50, 225, 150])
+    with pytest.raises(PresetError):
+        ProposalConf(method="magic", max_objects=8)
+    with pytest.raises(PresetError):
+        object_preset("no-such-preset")
+
+
+def test_detector_decoding_finds_peaks_and_boxes():
+    heat = np.zeros((80, 128, 128), np.float32)
+    heat[17, 40, 30] = 0.9  # a cat centred on cell (x 30, y 40)
+    heat[17, 40, 31] = 0.5  # its neighbour is not a peak
+    heat[0, 100, 100] = 0.3
+    extent = np.zeros((4, 128, 128), np.float32)
+    extent[:, 40, 30] = (10, 20, 30, 40)
+    boxes, scores, classes = decode_detections(heat, extent, max_detections=100, min_score=0.2)
+    assert classes.tolist() == [17, 0] and scores[0] == pytest.approx(0.9)
+    np.testing.assert_allclose(boxes[0], [4 * 30 - 10, 4 * 40 - 20, 4 * 30 + 30, 4 * 40 + 40])
+
+
+@pytest.mark.skipif(
+    not model_path().is_file(), reason="the detector is converted by scripts/convert_centernet.py"
+)
+def test_detector_finds_the_astronaut():
+    image = photo("astronaut.png")
+    detections = Detector(intra_op_threads=1).detect(image, min_score=0.3)
+    assert detections.classes[0] == 0  # COCO "person"
+    assert box_iou(detections.boxes[:1].astype(np.float64), np.array([[0.0, 0.0, 380.0, 512.0]]))[0, 0] > 0.7
+
+
+def test_pick_host_prefers_the_region_covering_most_of_the_query():
+    small = VerifiedRegion(1, (0.0, 0.0, 40.0, 40.0), 300, np.eye(3))
+    large = VerifiedRegion(2, (0.0, 0.0, 90.0, 80.0), 60, np.eye(3))
+    assert pick_host([small, large], (100, 100), min_coverage=0.25) is large
+    assert pick_host([small], (100, 100), min_coverage=0.25) is None
+
+
+def test_unexplained_regions_find_a_pasted_region():
+    host = photo("astronaut.png")
+    donor = photo("coffee.png")
+    query = host.copy()
+    query[300:420, 200:360] = donor[100:220, 250:410]
+    query = jpeg(query, 80)
+    boxes = unexplained_regions(query, host, np.eye(3))
+    assert len(boxes) >= 1
+    assert box_iou(boxes[:1].astype(np.float64), np.array([[200.0, 300.0, 360.0, 420.0]]))[0, 0] > 0.7
+    assert len(unexplained_regions(jpeg(host, 80), host, np.eye(3))) == 0
+
+
+def test_fusion_ranks_and_gives_roles():
+    whole = (0.0, 0.0, 100.0, 100.0)
+    host = Evidence(
+        image_id=1,
+        cosine=0.9,
+        inliers=200,
+        support=0.6,
+        regions=(ExplainedRegion(whole, whole, "local", 200),),
+    )
+    donor = Evidence(
+        image_id=2,
+        cosine=0.1,
+        objects=ObjectHit(image_id=2, distance=0.2, query_object=1, match_object=3),
+        object_region=ExplainedRegion((10.0, 10.0, 30.0, 40.0), (0.0, 0.0, 50.0, 60.0), "objects"),
+    )
+    stranger = Evidence(image_id=3, cosine=0.05)
+    weights = FusionWeights(
+        bias=-5.0, local=1.0, support=1.0, cosine=2.0, os2os=1.0, objects=6.0, threshold=0.5
+    )
+    conf = RetrievalConf(fusion=weights)
+    matches = fuse([stranger, donor, host], (100, 100), conf)
+    assert [match.image_id for match in matches] == [1, 2]
+    assert [match.role for match in matches] == [ROLE_HOST, ROLE_DONOR]
+    assert matches[1].object_pair == (1, 3) and matches[1].coverage == pytest.approx(0.06)
+    assert len(fuse([stranger, donor, host], (100, 100), conf, keep_all=True)) == 3
+
+
+def test_overlay_outlines_regions():
+    query = photo("astronaut.png")
+    matches = fuse(
+        [
+            Evidence(
+                image_id=2,
+                cosine=0.1,
+                objects=ObjectHit(2, 0.2, 1, 0),
+                object_region=ExplainedRegion(
+                    (100.0, 100.0, 200.0, 220.0), (0.0, 0.0, 10.0, 10.0), "objects"
+                ),
+            )
+        ],
+        (query.shape[1], query.shape[0]),
+        RetrievalConf(),
+        keep_all=True,
+    )
+    assert matches[0].role == ROLE_DONOR
+    picture = draw_provenance(query, matches, {2: "coffee.png"})
+    assert picture.shape == query.shape and picture.dtype == np.uint8
+    assert not np.array_equal(picture[150, 100], (query[150, 100] * 0.85).astype(np.uint8))
+
+
+def _paste_object(host: np.ndarray, donor: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A box around the donor's centre, a fifth of its area, pasted near the host's bottom-left
+    corner and recompressed; returns the query and the pasted box (x0, y0, x1, y1)."""
+    height, width = donor.shape[:2]
+    cut_h, cut_w = round(height * np.sqrt(0.2)), round(width * np.sqrt(0.2))
+    top, left = (height - cut_h) // 2, (width - cut_w) // 2
+    y0, x0 = host.shape[0] - cut_h - 20, 30
+    composite = host.copy()
+    composite[y0 : y0 + cut_h, x0 : x0 + cut_w] = donor[top : top + cut_h, left : left + cut_w]
+    return jpeg(composite, 80), (x0, y0, x0 + cut_w, y0 + cut_h)
+
+
+@dataclass(frozen=True)
+class ObjectIndex:
+    """The default object stage's objects of every photo of the test collection."""
+
+    stage: ObjectStage
+    index: faiss.Index
+    boxes: dict[int, np.ndarray]
+    ids_by_name: dict[str, int]
+
+
+@pytest.fixture(scope="module")
+def object_index(photo_collection: Collection) -> ObjectIndex:
+    stage = ObjectStage(object_preset())
+    index = faiss.IndexIDMap2(faiss.IndexFlatL2(stage.embedder.dim))
+    boxes, ids_by_name = {}, {}
+    for record in photo_collection.catalogue.all_images():
+        objects = stage.collection_objects(load_image(record.path).pixels)
+        index.add_with_ids(objects.vectors, vector_ids(record.id, len(objects)))
+        boxes[record.id] = objects.boxes
+        ids_by_name[Path(record.path).name] = record.id
+    return ObjectIndex(stage, index, boxes, ids_by_name)
+
+
+def _provenance(collection: Collection, objects: ObjectIndex, query: np.ndarray) -> list[FusedMatch]:
+    """The search the lead wires in: imgprov's stages, the host's unexplained regions, Eq. 7/8, fusion."""
+    query_size = (query.shape[1], query.shape[0])
+    conf = objects.stage.conf.retrieval
+    found = find_candidates(collection, query, presets.search(), stage="both")
+    verified = [
+        VerifiedRegion(c.image_id, r.query_box, r.inliers, r.transform)
+        for c in found.items
+        for r in c.regions
+    ]
+    host = pick_host(verified, query_size, conf.host_min_coverage)
+    alignment = None
+    if host is not None:
+        alignment = HostAlignment(
+            load_image(collection.images([host.image_id])[host.image_id].path).pixels, host.query_to_match
+        )
+    query_objects = objects.stage.query_objects(query, alignment)
+    hits = search_objects(objects.index, searchable(query_objects.vectors, None), conf.neighbours)
+    evidence = {
+        c.image_id: Evidence(
+            image_id=c.image_id,
+            cosine=c.cosine,
+            os2os=c.votes.score if c.votes is not None else 0.0,
+            inliers=sum(r.inliers for r in c.regions),
+            support=max((r.support for r in c.regions), default=0.0),
+            regions=tuple(ExplainedRegion(r.query_box, r.match_box, "local", r.inliers) for r in c.regions),
+        )
+        for c in found.items
+    }
+    embedding = SSCDExtractor(collection.global_conf).embed([query])[0]
+    stored = collection.embeddings([hit.image_id for hit in hits])
+    for hit in hits:
+        region = ExplainedRegion(
+            tuple(query_objects.boxes[hit.query_object]),
+            tuple(objects.boxes[hit.image_id][hit.match_object]),
+            "objects",
+        )
+        current = evidence.get(
+            hit.image_id, Evidence(hit.image_id, cosine=float(stored[hit.image_id] @ embedding))
+        )
+        evidence[hit.image_id] = replace(current, objects=hit, object_region=region)
+    return fuse(list(evidence.values()), query_size, conf)
+
+
+@pytest.mark.parametrize(
+    ("host_name", "donor_name"),
+    [("rocket.jpg", "chelsea.png"), ("coffee.png", "astronaut.png"), ("motorcycle_left.png", "camera.png")],
+)
+def test_a_pasted_object_retrieves_host_and_donor(photo_collection, object_index, host_name, donor_name):
+    query, pasted = _paste_object(photo(host_name), photo(donor_name))
+    matches = _provenance(photo_collection, object_index, query)
+    names = {image_id: name for name, image_id in object_index.ids_by_name.items()}
+    reported = [names[match.image_id] for match in matches]
+    assert reported[0] == host_name and matches[0].role == ROLE_HOST
+    assert donor_name in reported[:10]
+    donor = matches[reported.index(donor_name)]
+    assert donor.role == ROLE_DONOR
+    overlaps = box_iou(
+        np.array([region.query_box for region in donor.regions]), np.array([pasted], np.float64)
+    )
+    assert overlaps.max() > 0.5
