@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo serve test lint corpus bench chromium clean
+.PHONY: install demo serve test stress corpus bench chromium clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: install chromium
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
 	$(PY) -m pytest
+
+# Long reliability runs (issue 8): 150 SIGKILLs, 20,000 hostile inputs, 60 s of 16 clients;
+# results in docs/benchmarks/stress.md and docs/benchmarks.md.
+stress: install
+	$(PY) -m benchmarks.stress
 
 corpus: install
 	$(PY) -m benchmarks.corpus fetch

@@ -8,8 +8,8 @@ latency p50 and p99, and the HTTP statuses. Bounded: a fixed request count, a pe
 
     python -m benchmarks.bench_service [--requests 48] [--clients 8] [--workers 2] [--queue 8]
 
-Prints a Markdown table and writes it to docs/service_benchmark.md with the command, date, commit
-and machine.
+Prints a Markdown table and writes it as the "service" section of docs/benchmarks.md with the
+command, date, commit and machine.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 
+from benchmarks.report import write_section
 from imgprov.collection import Collection
 from imgprov.demo import collect_originals, make_queries
 from imgprov.index import discover_images, index_paths
@@ -215,8 +216,6 @@ def commit() -> str:
 
 def markdown(reports: list[ScenarioReport], args: argparse.Namespace, load: tuple[float, float]) -> str:
     lines = [
-        "# Service load test",
-        "",
         f"`POST /v1/search` with {args.clients} concurrent clients on the loopback; the server is "
         f"`imgprov serve` with {args.workers} workers and a queue of {args.queue}, over the demo collection "
         "(14 photos). Each client sends the demo's four queries in turn (recompressed, mirrored and rotated, "
@@ -248,7 +247,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--queue", type=int, default=8)
     parser.add_argument("--workdir", type=Path, default=Path("out/bench-service"))
-    parser.add_argument("--out", type=Path, default=Path("docs/service_benchmark.md"))
     args = parser.parse_args(argv)
     plan = [
         (Scenario("search, 1 client (baseline)", "/v1/search", 1), args.baseline_requests),
@@ -270,8 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_server(server)
     text = markdown(reports, args, (load_at_start, os.getloadavg()[0]))
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    print(f"wrote {write_section('service', text, [asdict(report) for report in reports])}")
     return 0
 
 

@@ -5,9 +5,10 @@ Robustness: scikit-image's photos are the originals; each gets benign copies (JP
 90% crop, 10% pad, 10 degree rotation, horizontal flip, Gaussian noise, blur, and JPEG + half size +
 rotation together). For every copy, margin = cos(copy, its original) - max cos(copy, other originals).
 
-    .venv/bin/python benchmarks/bench_sscd.py [--sizes 224 288 320 384 448 512] [--threads 2]
+    python -m benchmarks.bench_sscd [--sizes 224 288 320 384 448 512] [--threads 2]
 
-Prints markdown tables. Speeds are the best of several repeats. CPU milliseconds per image on one
+Prints markdown tables and writes them as the "sscd_speed" section of docs/benchmarks.md. Speeds are
+the best of several repeats. CPU milliseconds per image on one
 thread are reported next to the wall clock because they change much less when other processes share
 the cores.
 """
@@ -15,8 +16,11 @@ the cores.
 from __future__ import annotations
 
 import argparse
+import datetime
 import io
 import os
+import shlex
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +32,7 @@ import onnxruntime as ort
 import skimage.data
 from PIL import Image, ImageFilter
 
+from benchmarks.report import write_section
 from imgprov.extract.sscd import (
     EMBEDDING_DIM,
     EMBEDDING_OUTPUT,
@@ -497,26 +502,34 @@ def main() -> None:
         "top-1",
     )
     load_after = os.getloadavg()[0]
-    print(f"\nonnxruntime {ort.__version__}; load average {load_before:.2f} before, {load_after:.2f} after")
-    print(
-        f"{len(originals)} originals x {len(TRANSFORMS)} copies; {len(jpegs)} JPEGs of 1 megapixel,", end=" "
-    )
-    print(f"mean {sum(map(len, jpegs)) / len(jpegs) / 1024:.0f} KiB, aspect ratios {MEGAPIXEL_ASPECTS}")
-    print(f"decode with imgprov.images.load_image: {speed_set.decode_ms:.1f} ms/img")
-    print("\n## Input size sweep\n")
-    print(markdown_table(sweep_header, sweep))
-    print(
+    lines: list[str] = []
+
+    def out(*parts: str, end: str = "\n") -> None:
+        print(*parts, end=end)
+        lines.append(" ".join(parts) + end)
+
+    out(f"\nonnxruntime {ort.__version__}; load average {load_before:.2f} before, {load_after:.2f} after")
+    out(f"{len(originals)} originals x {len(TRANSFORMS)} copies; {len(jpegs)} JPEGs of 1 megapixel,", end=" ")
+    out(f"mean {sum(map(len, jpegs)) / len(jpegs) / 1024:.0f} KiB, aspect ratios {MEGAPIXEL_ASPECTS}")
+    out(f"decode with imgprov.images.load_image: {speed_set.decode_ms:.1f} ms/img")
+    out("\n## Input size sweep\n")
+    out(markdown_table(sweep_header, sweep))
+    out(
         f"\nCPU ms: one thread's CPU time. 'img/s, {cores} cores' = {cores} x 1000 / CPU ms: {cores} idle"
         " cores each embedding its own images. The wall column is this machine as it was (see load average)."
     )
-    print("\n## Decoding 1-megapixel JPEGs (single thread)\n")
-    print(decode_table(jpegs, SSCDExtractor(presets[0], intra_op_threads=args.threads), args.repeats))
-    print("\n## Copies, per transform, at the presets\n")
-    print(per_transform_table(presets, args.threads, originals, copies))
-    print("\n## Batching images of mixed aspect ratios\n")
-    print(batching_table(presets, speed_set))
-    print("\n## Batch size\n")
-    print(batch_size_table(presets, speed_set))
+    out("\n## Decoding 1-megapixel JPEGs (single thread)\n")
+    out(decode_table(jpegs, SSCDExtractor(presets[0], intra_op_threads=args.threads), args.repeats))
+    out("\n## Copies, per transform, at the presets\n")
+    out(per_transform_table(presets, args.threads, originals, copies))
+    out("\n## Batching images of mixed aspect ratios\n")
+    out(batching_table(presets, speed_set))
+    out("\n## Batch size\n")
+    out(batch_size_table(presets, speed_set))
+    command = " ".join(["python -m benchmarks.bench_sscd", *map(shlex.quote, sys.argv[1:])])
+    out(f"\n- command: `{command}`")
+    out(f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}")
+    print(f"wrote {write_section('sscd_speed', ''.join(lines), {'sweep': sweep})}")
 
 
 if __name__ == "__main__":
