@@ -72,9 +72,13 @@ def packaged_calibration(resource: str = CALIBRATION_RESOURCE) -> Calibration:
     """The calibration shipped in this package (read once per process)."""
     try:
         text = resources.files("imgprov.compare").joinpath(resource).read_text()
-        return Calibration.from_json(json.loads(text))
+        return Calibration.from_json(json.loads(text, parse_constant=_reject_non_finite))
     except (OSError, ValueError, KeyError, CalibrationMissing) as exc:
         raise CalibrationMissing(
             f"compare calibration {resource!r} is missing, damaged or out of date ({exc}); "
             "run `python -m benchmarks.calibrate_compare`"
         ) from None
+
+
+def _reject_non_finite(name: str) -> float:
+    raise ValueError(f"a fitted value is {name}")

@@ -104,10 +104,11 @@ def difference_maps(pair: AlignedPair, conf: DifferenceConf) -> DifferenceMaps:
     raw_channels = np.stack([raw[name] for name in RAW_CHANNELS], axis=2).astype(np.float32)
     raw_channels *= weights[:, :, None]
     noise = _robust_scale(raw["residual"], comparable)
+    structure = _robust_sample(raw["structure_1"], comparable)
     stats = np.array(
         [
             np.log(noise + 1e-3),
-            float(np.median(_robust_sample(raw["structure_1"], comparable))),
+            float(np.median(structure)) if structure.size else 0.0,
             pair.correlation,
         ],
         np.float32,

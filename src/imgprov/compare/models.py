@@ -30,6 +30,8 @@ class Standardizer:
     @classmethod
     def fit(cls, features: np.ndarray) -> Standardizer:
         """From (N, F) samples; constant features keep scale 1."""
+        if not np.isfinite(features).all():
+            raise ValueError("features to standardize hold NaN or infinity")
         scale = features.std(axis=0)
         return cls(
             features.mean(axis=0).astype(np.float32), np.where(scale > 1e-6, scale, 1.0).astype(np.float32)
