@@ -346,9 +346,10 @@ class Collection:
                 f"SELECT image_id, count, boxes, vectors FROM objects WHERE image_id IN ({marks})", chunk
             ).fetchall()
             for image_id, count, boxes, vectors in rows:
+                raw = np.frombuffer(vectors, dtype=np.float32)
                 found[image_id] = StoredObjects(
                     np.frombuffer(boxes, dtype=np.float32).reshape(count, 4),
-                    np.frombuffer(vectors, dtype=np.float32).reshape(count, -1),
+                    raw.reshape(count, len(raw) // max(count, 1)),
                 )
         return found
 
