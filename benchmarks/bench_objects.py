@@ -41,9 +41,9 @@ from benchmarks import corpus as corpus_module
 from benchmarks.calibrate_search import fit_logistic
 from benchmarks.methods import ImgprovMethod
 from benchmarks.queries import ROLE_DONOR, ROLE_HOST, Query
+from benchmarks.report import write_section
 from benchmarks.run import (
     DATA,
-    REPO,
     SIZES,
     git_commit,
     index_method,
@@ -86,7 +86,6 @@ from imgprov.vectors import vector_ids
 CACHE_VERSION = "objects-bench-1"
 ABLATION_KS = (1, 2, 4, 8, 16)
 CALIBRATION_SEED = 1001
-REPORT = REPO / "docs" / "objects_benchmark.md"
 TIMING_SAMPLE = 20
 FEATURE_NAMES = ("local", "support", "cosine", "os2os", "objects")
 SEARCH_MODULES = (
@@ -697,20 +696,24 @@ def _score_cells(scores: dict[str, float]) -> list[str]:
     return [_percent(scores["host R@1"]), _percent(scores["donor R@10"]), _percent(scores["total R@10"])]
 
 
-def _done_when(fused: dict[str, float]) -> list[str]:
-    donors, hosts = fused["donor R@10"], fused["host R@1"]
-    verdict = "met" if donors >= 0.85 and hosts >= 0.95 else "not met"
+def _done_when(fused: dict[str, float], reported: dict[str, float]) -> list[str]:
+    def verdict(scores: dict[str, float]) -> str:
+        met = scores["donor R@10"] >= 0.85 and scores["host R@1"] >= 0.95
+        return (
+            f"{'met' if met else 'not met'} (donor R@10 {_percent(scores['donor R@10'])}, "
+            f"host R@1 {_percent(scores['host R@1'])})"
+        )
+
     return [
-        f"Issue 6 target (fused donor R@10 >= 85, host R@1 >= 95): {verdict} "
-        f"(donor R@10 {_percent(donors)}, host R@1 {_percent(hosts)})."
+        f"Issue 6 target (donor R@10 >= 85, host R@1 >= 95): by the fused ranking of every candidate, "
+        f"{verdict(fused)}; by the matches `imgprov search` reports (fused P >= threshold), "
+        f"{verdict(reported)}."
     ]
 
 
 def markdown(context: dict, results: dict, command: str) -> str:
     default = results["default"]
     lines = [
-        "# Composites: object embeddings (OE-SIR) and donor retrieval",
-        "",
         "Reproduce with:",
         "",
         "```sh",
@@ -730,9 +733,15 @@ def markdown(context: dict, results: dict, command: str) -> str:
         "donors together (imgprov.metrics). Images of the same scene that are not the answer are ignored.",
         "In percent.",
         "",
-        *_done_when(default["fused"]),
+        *_done_when(default["fused"], default["fused reported"]),
         "",
-        "## Configurations (paper Table 3)",
+        "In the engine: `imgprov index --objects PRESET` (off by default: it adds the object stage's",
+        "extraction to every indexed image, see Cost) stores each image's object boxes and vectors;",
+        "`imgprov search` of such an index runs this fused ranking and reports the candidates whose",
+        "fused probability reaches the threshold (the row 'reported matches only' below), each with",
+        "the query regions it explains and the object pair (Eq. 8) that found it.",
+        "",
+        "### Configurations (paper Table 3)",
         "",
     ]
     rows = [[name, *_score_cells(scores)] for name, scores in results["baselines"].items()]
@@ -752,7 +761,7 @@ def markdown(context: dict, results: dict, command: str) -> str:
     for table, title in titles.items():
         if table not in results:
             continue
-        lines += ["", f"## {title}", ""]
+        lines += ["", f"### {title}", ""]
         rows = [
             [
                 label,
@@ -782,7 +791,7 @@ def markdown(context: dict, results: dict, command: str) -> str:
     pq_bytes = list(results["storage"].values())[-1]["index bytes per image"]
     lines += [
         "",
-        "## Cost",
+        "### Cost",
         "",
         f"- global stage (SSCD ResNet50, 320 px): {global_ms:.0f} ms per image; imgprov's whole indexing "
         f"(RootSIFT + SSCD + writes): {1000 * results['imgprov index seconds per image']:.0f} ms per image",
@@ -810,7 +819,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--proposals", action="store_true", help="also compare proposal methods (~7 min more)"
     )
-    parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
@@ -827,12 +835,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     command = "python -m benchmarks.bench_objects " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     text = markdown(context, results, command.strip())
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(text)
-    args.report.with_suffix(".json").write_text(
-        json.dumps({"context": context, "results": results}, indent=1) + "\n"
-    )
     print(text)
+    print(f"wrote {write_section('objects', text, {'context': context, 'results': results})}")
     return 0
 
 

@@ -3,6 +3,9 @@ fusion and roles, the overlay, and a composite of two real photos found through 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -11,12 +14,21 @@ import numpy as np
 import pytest
 
 from imgprov import presets
-from imgprov.collection import Collection
+from imgprov.check import check_collection, stored_ids
+from imgprov.collection import Collection, CollectionPresets
 from imgprov.errors import IndexCorrupt, PresetError
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
+from imgprov.index import index_paths, remove_paths
 from imgprov.objects.boxes import box_iou
-from imgprov.objects.conf import FusionWeights, ProposalConf, RetrievalConf, WhiteningConf, object_preset
+from imgprov.objects.conf import (
+    DEFAULT_OBJECTS,
+    FusionWeights,
+    ProposalConf,
+    RetrievalConf,
+    WhiteningConf,
+    object_preset,
+)
 from imgprov.objects.detector import Detector, decode_detections, model_path
 from imgprov.objects.embed import ObjectWhitening, gem, roi_align
 from imgprov.objects.localize import unexplained_regions
@@ -34,9 +46,9 @@ from imgprov.objects.retrieve import (
     search_objects,
 )
 from imgprov.objects.stage import HostAlignment, ObjectStage, VerifiedRegion, pick_host, searchable
-from imgprov.search import find_candidates
-from imgprov.vectors import vector_ids
-from tests.support import jpeg, photo
+from imgprov.search import find_candidates, search
+from imgprov.vectors import split_ids, vector_ids
+from tests.support import jpeg, photo, write_jpeg
 
 
 def test_roi_align_matches_a_hand_computed_case():
@@ -317,3 +329,132 @@ def test_a_pasted_object_retrieves_host_and_donor(photo_collection, object_index
         np.array([region.query_box for region in donor.regions]), np.array([pasted], np.float64)
     )
     assert overlaps.max() > 0.5
+
+
+# --- objects in the index: `imgprov index --objects`, `search()`, remove, check ---------------------
+
+PASTED_PAIRS = [
+    ("rocket.jpg", "chelsea.png"),
+    ("coffee.png", "astronaut.png"),
+    ("motorcycle_left.png", "camera.png"),
+]
+
+
+@pytest.fixture(scope="module")
+def objects_db(tmp_path_factory, photo_paths) -> Path:
+    """The test photos indexed with the default object preset."""
+    db = tmp_path_factory.mktemp("objects-db") / "db"
+    with Collection.writer(db, presets=CollectionPresets(objects=DEFAULT_OBJECTS)) as collection:
+        report = index_paths(collection, photo_paths)
+    assert not report.failed and len(report.added) == len(photo_paths)
+    return db
+
+
+@pytest.mark.parametrize(("host_name", "donor_name"), PASTED_PAIRS)
+def test_search_of_an_index_with_objects_finds_host_and_donor(objects_db, host_name, donor_name):
+    query, pasted = _paste_object(photo(host_name), photo(donor_name))
+    collection = Collection.open(objects_db)
+    try:
+        result = search(collection, query, presets.search(), top_k=10)
+    finally:
+        collection.close()
+    names = [Path(match.path).name for match in result.matches]
+    assert names[0] == host_name and result.matches[0].role == ROLE_HOST
+    assert donor_name in names
+    donor = result.matches[names.index(donor_name)]
+    assert donor.role == ROLE_DONOR
+    boxes = np.array([region.query_box for region in donor.regions], np.float64)
+    assert box_iou(boxes, np.array([pasted], np.float64)).max() > 0.5
+    assert "objects" in result.timings
+
+
+def test_index_with_objects_stores_them_and_check_agrees(objects_db, photo_paths):
+    collection = Collection.open(objects_db)
+    try:
+        ids = [record.id for record in collection.catalogue.all_images()]
+        stored = collection.objects(ids)
+        assert sorted(stored) == ids
+        assert all(1 <= len(objects) <= 8 and objects.vectors.shape[1] == 512 for objects in stored.values())
+        total = sum(len(objects) for objects in stored.values())
+        assert collection.object_index().ntotal == total == collection.object_set.state.count
+        report = check_collection(collection, repair=False)
+        assert report.ok and not report.problems and report.vectors["objects"] == total
+    finally:
+        collection.close()
+
+
+def test_remove_deletes_objects(tmp_path, photo_paths):
+    db = tmp_path / "db"
+    chosen = []
+    for path in photo_paths:
+        if path.name in ("coffee.png", "chelsea.png", "camera.png"):
+            chosen.append(tmp_path / path.name)
+            chosen[-1].write_bytes(path.read_bytes())
+    with Collection.writer(db, presets=CollectionPresets(objects=DEFAULT_OBJECTS)) as collection:
+        index_paths(collection, chosen)
+        before = collection.object_set.state.count
+        gone = collection.catalogue.image_by_path(str(chosen[0].resolve()))
+        removed, _ = remove_paths(collection, [chosen[0]])
+        assert removed == [gone.path]
+        assert collection.objects([gone.id]) == {}
+        count = collection.catalogue.connection.execute("SELECT COUNT(*) FROM objects").fetchone()[0]
+        assert count == 2 and collection.object_set.state.count < before
+    collection = Collection.open(db)
+    try:
+        image_ids, _ = split_ids(stored_ids(collection.object_index()))
+        assert gone.id not in set(image_ids.tolist()) and len(image_ids) == collection.object_set.state.count
+        assert check_collection(collection, repair=False).ok
+    finally:
+        collection.close()
+    with pytest.raises(PresetError), Collection.writer(db, presets=CollectionPresets(objects="none")):
+        pass
+
+
+def test_whitened_objects_are_learned_on_the_collection(tmp_path, photo_paths):
+    db = tmp_path / "db"
+    preset = "oesir-grid-k8-effnet512-w256"
+    with Collection.writer(db, presets=CollectionPresets(objects=preset)) as collection:
+        index_paths(collection, photo_paths[:3], batch_size=1)
+        assert collection.catalogue.meta("objects.whitening.trained_on") == "24"
+        assert collection.object_whitening is not None and collection.object_whitening.dim == 256
+        vectors = faiss.downcast_index(collection.object_index().index).reconstruct_n(0, 3)
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    collection = Collection.open(db)
+    try:
+        assert collection.object_set.dim == 256 and collection.object_whitening is not None
+        assert check_collection(collection, repair=False).ok
+    finally:
+        collection.close()
+
+
+def test_cli_search_json_and_overlay_of_a_composite(tmp_path, photo_paths):
+    db = tmp_path / "db"
+    chosen = [path for path in photo_paths if path.name in ("coffee.png", "astronaut.png", "rocket.jpg")]
+    done = _imgprov("index", "--db", str(db), "--objects", DEFAULT_OBJECTS, *map(str, chosen))
+    assert done.returncode == 0, done.stderr
+    query, pasted = _paste_object(photo("coffee.png"), photo("astronaut.png"))
+    query_path = write_jpeg(tmp_path / "composite.jpg", query, 95)
+    overlay = tmp_path / "overlay.png"
+    done = _imgprov("search", "--db", str(db), "--json", "--overlay", str(overlay), str(query_path))
+    assert done.returncode == 0, done.stderr
+    matches = {Path(m["path"]).name: m for m in json.loads(done.stdout.splitlines()[-1])["matches"]}
+    assert matches["coffee.png"]["role"] == "host" and matches["astronaut.png"]["role"] == "donor"
+    donor = matches["astronaut.png"]
+    assert donor["object_pair"] is not None and {r["source"] for r in donor["regions"]} <= {
+        "local",
+        "objects",
+    }
+    boxes = np.array([r["query_box"] for r in donor["regions"]], np.float64)
+    assert box_iou(boxes, np.array([pasted], np.float64)).max() > 0.5
+    assert overlay.stat().st_size > 1000
+    info = json.loads(_imgprov("info", "--db", str(db), "--json").stdout)
+    assert info["objects_preset"] == DEFAULT_OBJECTS and info["object_vectors"] > 3
+    assert _imgprov("remove", "--db", str(db), str(chosen[0])).returncode == 0
+    done = _imgprov("check", "--db", str(db))
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stdout
+
+
+def _imgprov(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "imgprov", *args], capture_output=True, text=True, timeout=600
+    )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-from imgprov.collection import GLOBAL, LOCAL, Collection
+from imgprov.collection import GLOBAL, LOCAL, OBJECTS, Collection
 from imgprov.errors import IndexCorrupt
 from imgprov.extract.rootsift import DESCRIPTOR_DIM
 from imgprov.extract.sscd import EMBEDDING_DIM
@@ -55,9 +55,21 @@ GLOBAL_CHECKS = (
         "global embeddings of the wrong size",
     ),
 )
+OBJECT_CHECKS = (
+    (
+        "SELECT COUNT(*) FROM images i LEFT JOIN objects o ON o.image_id = i.id WHERE o.image_id IS NULL",
+        "images without objects",
+    ),
+    (
+        "SELECT COUNT(*) FROM objects WHERE length(boxes) != count * 16 "
+        "OR (count > 0 AND length(vectors) % count != 0)",
+        "object boxes or vectors of the wrong size",
+    ),
+)
 EXPECTED_COUNTS = {
     LOCAL: "SELECT image_id, count FROM keypoints WHERE count > 0",
     GLOBAL: "SELECT image_id, 1 FROM global_vectors",
+    OBJECTS: "SELECT image_id, count FROM objects WHERE count > 0",
 }
 LEFTOVER_SUFFIXES = (".faiss", ".faiss.tmp")
 
@@ -136,6 +148,7 @@ def catalogue_damage(collection: Collection) -> list[str]:
     if connection.execute("PRAGMA foreign_key_check").fetchall():
         damage.append("rows that refer to images which no longer exist")
     checks = CATALOGUE_CHECKS + (GLOBAL_CHECKS if collection.global_set is not None else ())
+    checks += OBJECT_CHECKS if collection.object_set is not None else ()
     for query, finding in checks:
         count = int(connection.execute(query).fetchone()[0])
         if count:

@@ -27,6 +27,7 @@ from imgprov.extract.sscd import GLOBAL_PRESETS, SSCDExtractor
 from imgprov.images import load_image, read_image_bytes
 from imgprov.index import discover_images, index_paths, remove_paths
 from imgprov.info import collection_info, image_info
+from imgprov.objects.conf import OBJECT_PRESETS
 from imgprov.provenance import TrustAnchors, mime_type_for, read_manifest
 from imgprov.render import draw_roles, draw_vote_map, write_png
 from imgprov.reporting import provenance_report
@@ -80,6 +81,13 @@ def index(
     global_vectors: Annotated[
         str | None, typer.Option(help=f"Global vector-index preset: {_choices(presets.GLOBAL_INDEXES)}.")
     ] = None,
+    objects: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Object preset (OE-SIR object embeddings, for composites' donors): "
+            f"{_choices(OBJECT_PRESETS)}, or none (the default); fixed when the index is created."
+        ),
+    ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Extraction threads.")] = os.cpu_count() or 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per transaction.")] = 32,
     trust_anchors: TrustOption = None,
@@ -98,6 +106,7 @@ def index(
                 local_index=vectors,
                 global_descriptor=global_descriptor,
                 global_index=global_vectors,
+                objects=objects,
             ),
         ) as collection,
         _progress() as progress,

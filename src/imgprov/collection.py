@@ -1,11 +1,13 @@
 """An opened index directory: the catalogue, its vector sets, and transactional changes to both.
 
-Vector sets: "local" (RootSIFT descriptors, always) and "global" (one SSCD embedding per image,
-unless the index was created with the global descriptor preset "none").
+Vector sets: "local" (RootSIFT descriptors, always), "global" (one SSCD embedding per image,
+unless the index was created with the global descriptor preset "none") and "objects" (OE-SIR object
+embeddings, up to k per image, when the index was created with an object preset: `--objects`).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import sqlite3
@@ -21,13 +23,22 @@ from imgprov import presets
 from imgprov.errors import IndexBusy, IndexCorrupt, IndexStoreError, PresetError
 from imgprov.extract.rootsift import DESCRIPTOR_DIM, LocalFeatures, descriptors_as_float
 from imgprov.extract.sscd import DEFAULT_GLOBAL, EMBEDDING_DIM, GlobalConf, global_preset
+from imgprov.objects.conf import ObjectConf, object_preset
+from imgprov.objects.embed import ObjectWhitening, raw_dim
 from imgprov.provenance import ContentCredentials
 from imgprov.store import Catalogue, ImageRecord, VectorFileState, WriterLock, chunks
 from imgprov.vectors import VectorSet, vector_ids
 
 LOCAL = "local"
 GLOBAL = "global"
+OBJECTS = "objects"
 NO_GLOBAL = "none"
+NO_OBJECTS = "none"
+WHITENING_SAMPLE = 20_000
+"""Most raw object vectors the object whitening is learned on."""
+WHITENING_GROWTH = 2.0
+"""The whitening is learned again (and the object vectors rewritten) when the collection's objects
+grow to this many times those it was learned on."""
 SNAPSHOT_ATTEMPTS = 50
 """Tries to open a reader's snapshot while writers keep replacing vector files under it."""
 
@@ -50,6 +61,19 @@ class NewImage:
     features: LocalFeatures
     embedding: np.ndarray | None
     credentials: ContentCredentials | None = None
+    objects: StoredObjects | None = None
+
+
+@dataclass(frozen=True)
+class StoredObjects:
+    """The objects of one collection image (OE-SIR): boxes (k, 4) float32 (x0, y0, x1, y1) in the
+    image's pixels and their raw L2-normalized vectors (k, D0) float32 (Eq. 4, before whitening)."""
+
+    boxes: np.ndarray
+    vectors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.boxes)
 
 
 @dataclass(frozen=True)
@@ -60,6 +84,7 @@ class CollectionPresets:
     local_index: str | None = None
     global_descriptor: str | None = None
     global_index: str | None = None
+    objects: str | None = None
 
 
 class Collection:
@@ -80,10 +105,21 @@ class Collection:
             index_conf = _recorded_preset(catalogue, "preset.global_index", presets.global_index)
             state = catalogue.vector_state(GLOBAL)
             self.global_set = VectorSet(GLOBAL, root, index_conf, EMBEDDING_DIM, state)
+        self.object_conf: ObjectConf | None = None
+        self.object_set: VectorSet | None = None
+        self.object_whitening: ObjectWhitening | None = None
+        self._object_stage = None
+        if catalogue.meta("preset.objects", NO_OBJECTS) != NO_OBJECTS:
+            self.object_conf = _recorded_preset(catalogue, "preset.objects", object_preset)
+            self.object_whitening = _stored_whitening(catalogue)
+            dim = self.object_conf.whitening.dim or raw_dim(self.object_conf.embedding)
+            state = catalogue.vector_state(OBJECTS)
+            self.object_set = VectorSet(OBJECTS, root, presets.OBJECT_INDEX, dim, state)
 
     @property
     def vector_sets(self) -> list[VectorSet]:
-        return [self.local] + ([self.global_set] if self.global_set is not None else [])
+        optional = [self.global_set, self.object_set]
+        return [self.local] + [vector_set for vector_set in optional if vector_set is not None]
 
     @classmethod
     def open(cls, root: Path) -> Collection:
@@ -164,7 +200,7 @@ class Collection:
         with self._vector_transaction() as db:
             db.executemany("DELETE FROM images WHERE id = ?", [(image_id,) for image_id in remove])
             ids = [self._insert(db, image) for image in add]
-            added = {LOCAL: [], GLOBAL: []}
+            added = {LOCAL: [], GLOBAL: [], OBJECTS: []}
             for image_id, image in zip(ids, add, strict=True):
                 added[LOCAL].append(
                     (
@@ -174,18 +210,60 @@ class Collection:
                 )
                 if image.embedding is not None:
                     added[GLOBAL].append((vector_ids(image_id, 1), image.embedding.reshape(1, -1)))
+                if image.objects is not None and self.object_set is not None:
+                    added[OBJECTS].append((vector_ids(image_id, len(image.objects)), image.objects.vectors))
+            if self.object_set is not None and self._refit_whitening(db):
+                # Every stored object vector changes with the whitening: rewrite the whole set.
+                self._reset(self.object_set)
+                added[OBJECTS] = list(self._batches(OBJECTS))
+            else:
+                added[OBJECTS] = [(ids, self.searchable(raw)) for ids, raw in added[OBJECTS]]
             for vector_set in self.vector_sets:
                 self._commit_vectors(vector_set, added[vector_set.name], list(remove))
         return ids
+
+    def _refit_whitening(self, db: sqlite3.Connection) -> bool:
+        """Learn the object whitening on the stored raw vectors (inside the write transaction) when
+        the preset whitens and the objects outgrew the last fit; True when it was learned again."""
+        assert self.object_conf is not None
+        conf = self.object_conf.whitening
+        if conf.dim == 0:
+            return False
+        total = int(db.execute("SELECT COALESCE(SUM(count), 0) FROM objects").fetchone()[0])
+        trained_on = int(self.catalogue.meta("objects.whitening.trained_on", "0") or 0)
+        if total < 2 or (self.object_whitening is not None and total <= trained_on * WHITENING_GROWTH):
+            return False
+        sample = np.concatenate([raw for _, raw in self._raw_objects()])
+        if len(sample) > WHITENING_SAMPLE:
+            keep = np.random.default_rng(7).choice(len(sample), WHITENING_SAMPLE, replace=False)
+            sample = sample[np.sort(keep)]
+        self.object_whitening = _padded(ObjectWhitening.fit(sample, conf), conf.dim)
+        self.catalogue.set_meta(
+            "objects.whitening", base64.b64encode(self.object_whitening.to_bytes()).decode()
+        )
+        self.catalogue.set_meta("objects.whitening.trained_on", str(total))
+        self.catalogue.log_event("objects-whitening", {"trained_on": total, "dim": conf.dim})
+        return True
+
+    def searchable(self, raw_vectors: np.ndarray) -> np.ndarray:
+        """(N, D) float32 object vectors as the object index holds them: whitened when the preset
+        whitens (a collection without its whitening yet keeps the first D raw dimensions)."""
+        if self.object_conf is None or self.object_conf.whitening.dim == 0:
+            return np.ascontiguousarray(raw_vectors, np.float32)
+        if self.object_whitening is None:
+            return np.ascontiguousarray(np.asarray(raw_vectors, np.float32)[:, : self.object_set.dim])
+        return self.object_whitening.transform(raw_vectors)
+
+    @staticmethod
+    def _reset(vector_set: VectorSet) -> None:
+        vector_set.forget()
+        vector_set.state = VectorFileState(vector_set.name, file=None, count=0, layout="none", trained_on=0)
 
     def rebuild_vectors(self) -> None:
         """Rewrite every vector file from the catalogue (repair)."""
         with self._vector_transaction():
             for vector_set in self.vector_sets:
-                vector_set.forget()
-                vector_set.state = VectorFileState(
-                    vector_set.name, file=None, count=0, layout="none", trained_on=0
-                )
+                self._reset(vector_set)
                 self._commit_vectors(vector_set, list(self._batches(vector_set.name)), [])
 
     @contextlib.contextmanager
@@ -196,6 +274,8 @@ class Collection:
             with self.catalogue.transaction() as db:
                 yield db
         except BaseException:
+            if self.object_set is not None:
+                self.object_whitening = _stored_whitening(self.catalogue)
             for vector_set in self.vector_sets:
                 staged = vector_set.state.file
                 vector_set.forget()
@@ -252,6 +332,46 @@ class Collection:
             found.update((row[0], np.frombuffer(row[1], dtype=np.float32)) for row in rows)
         return found
 
+    def object_index(self) -> faiss.Index | None:
+        """The FAISS index of the object vectors (L2; ids `vector_ids(image, object number)`), None
+        when the index has no objects."""
+        return self.object_set.index() if self.object_set is not None else None
+
+    def objects(self, image_ids: list[int]) -> dict[int, StoredObjects]:
+        """The stored objects (boxes and raw vectors) of the images that have them."""
+        found: dict[int, StoredObjects] = {}
+        for chunk in chunks(image_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.catalogue.connection.execute(
+                f"SELECT image_id, count, boxes, vectors FROM objects WHERE image_id IN ({marks})", chunk
+            ).fetchall()
+            for image_id, count, boxes, vectors in rows:
+                raw = np.frombuffer(vectors, dtype=np.float32)
+                found[image_id] = StoredObjects(
+                    np.frombuffer(boxes, dtype=np.float32).reshape(count, 4),
+                    raw.reshape(count, len(raw) // max(count, 1)),
+                )
+        return found
+
+    def object_stage(self):
+        """The object stage (`imgprov.objects.stage.ObjectStage`) of the index's object preset,
+        its models loaded once; None when the index has no objects."""
+        if self.object_conf is None:
+            return None
+        if self._object_stage is None:
+            from imgprov.objects.stage import ObjectStage
+
+            self._object_stage = ObjectStage(self.object_conf)
+        return self._object_stage
+
+    def _raw_objects(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every image's (ids (k,) int64, raw object vectors (k, D0) float32), in id order."""
+        cursor = self.catalogue.connection.execute(
+            "SELECT image_id, count, vectors FROM objects WHERE count > 0 ORDER BY image_id"
+        )
+        for image_id, count, data in cursor:
+            yield vector_ids(image_id, count), np.frombuffer(data, dtype=np.float32).reshape(count, -1)
+
     def credentials(self, image_ids: list[int]) -> dict[int, ContentCredentials]:
         """The stored content credentials of the images that carry any."""
         found: dict[int, ContentCredentials] = {}
@@ -265,6 +385,10 @@ class Collection:
 
     def _batches(self, name: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every image's (ids (N,) int64, vectors (N, dim) float32) of one vector set, in id order."""
+        if name == OBJECTS:
+            for ids, raw in self._raw_objects():
+                yield ids, self.searchable(raw)
+            return
         table = "descriptors" if name == LOCAL else "global_vectors"
         cursor = self.catalogue.connection.execute(f"SELECT image_id, data FROM {table} ORDER BY image_id")
         for image_id, data in cursor:
@@ -329,6 +453,16 @@ class Collection:
                 "INSERT INTO global_vectors (image_id, data) VALUES (?, ?)",
                 (image_id, np.ascontiguousarray(image.embedding, dtype=np.float32).tobytes()),
             )
+        if image.objects is not None and self.object_set is not None:
+            db.execute(
+                "INSERT INTO objects (image_id, count, boxes, vectors) VALUES (?, ?, ?, ?)",
+                (
+                    image_id,
+                    len(image.objects),
+                    np.ascontiguousarray(image.objects.boxes, dtype=np.float32).tobytes(),
+                    np.ascontiguousarray(image.objects.vectors, dtype=np.float32).tobytes(),
+                ),
+            )
         return image_id
 
     def _commit_vectors(
@@ -351,11 +485,16 @@ def _record_presets(catalogue: Catalogue, requested: CollectionPresets) -> None:
         "preset.local_index": (requested.local_index, presets.local_index, presets.DEFAULT_LOCAL_INDEX),
         "preset.global": (requested.global_descriptor, _global_or_none, DEFAULT_GLOBAL),
         "preset.global_index": (requested.global_index, presets.global_index, presets.DEFAULT_GLOBAL_INDEX),
+        "preset.objects": (requested.objects, _objects_or_none, NO_OBJECTS),
     }
     with catalogue.transaction():
         for key, (name, lookup, default) in wanted.items():
             canonical = lookup(name).name if name is not None else None
             recorded = catalogue.meta(key)
+            if recorded is None and key == "preset.objects" and catalogue.image_count():
+                # An index from before objects existed: its images have none, so it stays without.
+                recorded = NO_OBJECTS
+                catalogue.set_meta(key, recorded)
             if recorded is None:
                 catalogue.set_meta(key, canonical or lookup(default).name)
             elif canonical is not None and canonical != recorded:
@@ -372,6 +511,25 @@ class _NoGlobal:
 
 def _global_or_none(name: str = DEFAULT_GLOBAL) -> GlobalConf | _NoGlobal:
     return _NoGlobal() if name == NO_GLOBAL else global_preset(name)
+
+
+def _objects_or_none(name: str = NO_OBJECTS) -> ObjectConf | _NoGlobal:
+    return _NoGlobal() if name == NO_OBJECTS else object_preset(name)
+
+
+def _stored_whitening(catalogue: Catalogue) -> ObjectWhitening | None:
+    encoded = catalogue.meta("objects.whitening")
+    return ObjectWhitening.from_bytes(base64.b64decode(encoded)) if encoded else None
+
+
+def _padded(whitening: ObjectWhitening, dim: int) -> ObjectWhitening:
+    """The whitening with zero columns up to `dim` outputs (a small sample gives fewer), so that
+    the object vectors keep one dimension whatever the collection's size."""
+    missing = dim - whitening.dim
+    if missing <= 0:
+        return whitening
+    zeros = np.zeros((whitening.projection.shape[0], missing), np.float32)
+    return ObjectWhitening(whitening.mean, np.concatenate([whitening.projection, zeros], axis=1))
 
 
 def _recorded_preset(catalogue: Catalogue, key: str, lookup):

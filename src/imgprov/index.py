@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgprov.collection import Collection, NewImage
+from imgprov.collection import Collection, NewImage, StoredObjects
 from imgprov.errors import ImageError, ImageNotFound
 from imgprov.extract.rootsift import LocalFeatures, extract_rootsift
 from imgprov.extract.sscd import SSCDExtractor
@@ -27,6 +27,7 @@ from imgprov.store import ImageRecord
 
 Progress = Callable[[int], None]
 Embed = Callable[[np.ndarray], np.ndarray]
+FindObjects = Callable[[np.ndarray], StoredObjects]
 
 
 @dataclass
@@ -50,6 +51,7 @@ class _Content:
     features: LocalFeatures
     embedding: np.ndarray | None
     credentials: ContentCredentials | None
+    objects: StoredObjects | None = None
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,15 @@ def index_paths(
     report = IndexReport()
     workers = workers or os.cpu_count() or 1
     embed = _embedder(collection, workers)
+    find_objects = _object_finder(collection)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for batch in _batches(files, batch_size):
             plans = [_plan(collection, path, report) for path in batch]
             plans = [plan for plan in plans if plan is not None]
             prepared = list(
-                pool.map(lambda plan: _prepare(plan, collection.feature_conf, embed, trust), plans)
+                pool.map(
+                    lambda plan: _prepare(plan, collection.feature_conf, embed, trust, find_objects), plans
+                )
             )
             ready = []
             for plan, image in zip(plans, prepared, strict=True):
@@ -168,8 +173,13 @@ def _indexed_copy(collection: Collection, sha256: str) -> _Content | None:
     embedding = collection.embeddings([twin.id]).get(twin.id)
     if features is None or (collection.global_set is not None and embedding is None):
         return None
+    objects = collection.objects([twin.id]).get(twin.id)
+    if collection.object_set is not None and objects is None:
+        return None
     credentials = collection.credentials([twin.id]).get(twin.id)
-    return _Content(twin.size_bytes, twin.width, twin.height, twin.format, features, embedding, credentials)
+    return _Content(
+        twin.size_bytes, twin.width, twin.height, twin.format, features, embedding, credentials, objects
+    )
 
 
 def _embedder(collection: Collection, workers: int) -> Embed | None:
@@ -181,13 +191,30 @@ def _embedder(collection: Collection, workers: int) -> Embed | None:
     return lambda pixels: extractor.embed([pixels])[0]
 
 
+def _object_finder(collection: Collection) -> FindObjects | None:
+    """The objects of a collection image (OE-SIR proposals, embedded) when the index keeps objects."""
+    stage = collection.object_stage()
+    if stage is None:
+        return None
+
+    def find(pixels: np.ndarray) -> StoredObjects:
+        objects = stage.collection_objects(pixels)
+        return StoredObjects(objects.boxes.astype(np.float32), objects.vectors.astype(np.float32))
+
+    return find
+
+
 def _prepare(
-    plan: _Planned, conf: LocalFeatureConf, embed: Embed | None, trust: TrustAnchors | None
+    plan: _Planned,
+    conf: LocalFeatureConf,
+    embed: Embed | None,
+    trust: TrustAnchors | None,
+    find_objects: FindObjects | None = None,
 ) -> NewImage | str:
     """Decode and extract one file; an error message string when the file is not a usable image."""
     try:
         stat = plan.path.stat()
-        content = plan.twin or _extract(plan, conf, embed, trust)
+        content = plan.twin or _extract(plan, conf, embed, trust, find_objects)
     except ImageError as exc:
         return str(exc)
     except OSError as exc:
@@ -203,11 +230,16 @@ def _prepare(
         features=content.features,
         embedding=content.embedding,
         credentials=content.credentials,
+        objects=content.objects,
     )
 
 
 def _extract(
-    plan: _Planned, conf: LocalFeatureConf, embed: Embed | None, trust: TrustAnchors | None
+    plan: _Planned,
+    conf: LocalFeatureConf,
+    embed: Embed | None,
+    trust: TrustAnchors | None,
+    find_objects: FindObjects | None = None,
 ) -> _Content:
     data = read_image_bytes(plan.path)
     image = load_image(data, name=str(plan.path))
@@ -216,8 +248,9 @@ def _extract(
     features = extract_rootsift(image.pixels, conf)
     embedding = embed(image.pixels) if embed is not None else None
     credentials = read_manifest(data, mime_type_for(image.format), trust=trust)
+    objects = find_objects(image.pixels) if find_objects is not None else None
     return _Content(
-        image.size_bytes, image.width, image.height, image.format, features, embedding, credentials
+        image.size_bytes, image.width, image.height, image.format, features, embedding, credentials, objects
     )
 
 

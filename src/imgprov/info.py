@@ -30,6 +30,8 @@ def collection_info(collection: Collection) -> dict:
         "local_vectors": state.count,
         "local_index_layout": state.layout,
         "local_index_trained_on": state.trained_on,
+        "objects_preset": collection.object_conf.name if collection.object_conf is not None else "none",
+        "object_vectors": collection.object_set.state.count if collection.object_set is not None else 0,
         "catalogue_bytes": catalogue_bytes,
         "local_index_bytes": vector_bytes,
         "bytes_per_image": round((catalogue_bytes + vector_bytes) / images) if images else 0,

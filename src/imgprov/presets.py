@@ -157,6 +157,12 @@ GLOBAL_INDEXES: Mapping[str, VectorIndexConf] = {
 }
 """Global-descriptor indexes: 16-byte (128-bit) product-quantized codes as in SImProv."""
 
+OBJECT_INDEX = VectorIndexConf(
+    name="exact20k-ivfpq32-probe32", exact_max_vectors=20_000, pq_bytes=32, nprobe=32
+)
+"""Object vectors (OE-SIR, one per box, up to k per image): exact up to 20k objects, then 32-byte PQ
+codes (the paper stores 8 x 32 bytes per image); L2, as Eq. 7 is a squared L2 distance."""
+
 _OS2OS_K10 = OS2OSConf(name="os2os-k10", knn=10, phi=5, window_scale=0.5, window_eps=0.5)
 _OS2OS_K20 = OS2OSConf(name="os2os-k20", knn=20, phi=10, window_scale=0.5, window_eps=0.5)
 _MAGSAC = VerifyConf(

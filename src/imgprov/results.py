@@ -14,12 +14,16 @@ class MatchRegion:
     """A region of the query explained by a region of the matched image.
 
     query_box, match_box: (x0, y0, x1, y1) in query and match original pixels.
+    source: what found the region: "local" (verified local features), "objects" (the object pair
+    of OE-SIR Eq. 8: query object -> collection object) or "global" (the whole query, for a
+    near-duplicate found by its global descriptor alone).
     """
 
     query_box: Box
     match_box: Box
     score: float
     inliers: int
+    source: str = "local"
 
     def to_json(self) -> dict:
         return {
@@ -27,6 +31,7 @@ class MatchRegion:
             "match_box": [round(v, 1) for v in self.match_box],
             "score": round(self.score, 4),
             "inliers": self.inliers,
+            "source": self.source,
         }
 
 
@@ -36,6 +41,8 @@ class Match:
 
     role: "host" for the match whose regions cover most of the query, "donor" for the others.
     coverage: the fraction of the query's area its regions cover.
+    object_pair: when the object stage found the image (OE-SIR Eq. 7, 8): the query object and
+    the match's object of the closest pair, their boxes and squared distance.
     """
 
     image_id: int
@@ -51,6 +58,7 @@ class Match:
     agreement: dict | None = None
     role: str | None = None
     coverage: float = 0.0
+    object_pair: dict | None = None
 
     def to_json(self) -> dict:
         return {
@@ -64,6 +72,7 @@ class Match:
             "os2os": round(self.os2os, 4),
             "cosine": None if self.cosine is None else round(self.cosine, 4),
             "regions": [region.to_json() for region in self.regions],
+            "object_pair": self.object_pair,
             "provenance": self.provenance,
             "agreement": self.agreement,
         }

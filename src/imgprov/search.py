@@ -22,6 +22,7 @@ from imgprov.collection import Collection
 from imgprov.errors import IndexStoreError, PresetError
 from imgprov.extract.rootsift import LocalFeatures, descriptors_as_float, extract_rootsift
 from imgprov.extract.sscd import SSCDExtractor
+from imgprov.objects.engine import object_matches
 from imgprov.os2os import CandidateVotes, os2os_candidates
 from imgprov.presets import SearchConf
 from imgprov.provenance import ContentCredentials, compare_credentials
@@ -87,6 +88,7 @@ class Candidates:
     model_stage: str
     votes: tuple[VotePoint, ...]
     timings: dict[str, float]
+    embedding: np.ndarray | None = None
 
 
 def find_candidates(
@@ -132,6 +134,7 @@ def find_candidates(
         model_stage="both" if use_local and use_global else ("local" if use_local else "global"),
         votes=tuple(_vote_points([item for item in shortlist if _is_kept(item, candidates)])),
         timings=timings,
+        embedding=embedding,
     )
 
 
@@ -208,19 +211,29 @@ def search(
     stage "local": OS2OS over all local descriptors, then MAGSAC verification of the best candidates.
     stage "global": the global embedding's nearest neighbours (compressed index), scored by cosine.
     stage "both": the global shortlist and the OS2OS candidates together, verified and scored by one
-    calibrated model. `embedder` is reused across queries when given (loading it takes ~0.3 s).
+    calibrated model; in an index with objects, the query's objects are searched too (OE-SIR Eq. 7)
+    and every candidate is scored by the fusion model (`imgprov.objects.engine`), each match
+    carrying the query regions it explains.
+    `embedder` is reused across queries when given (loading it takes ~0.3 s).
     A candidate is a match when its calibrated probability reaches the model's threshold.
     Matches carry their originals' stored C2PA credentials, compared with `query_credentials`: the
     search itself is by content only, since credentials can be stripped or forged.
     """
     found = find_candidates(collection, pixels, conf, stage=stage, embedder=embedder)
-    matches = _rank(collection, found.items, match_model(found.model_stage), top_k)
     height, width = pixels.shape[:2]
+    if collection.object_set is not None and found.model_stage == "both":
+        started = time.perf_counter()
+        matches = object_matches(collection, pixels, found.items, found.embedding, top_k)
+        found.timings["objects"] = time.perf_counter() - started
+    else:
+        matches = assign_roles(
+            _rank(collection, found.items, match_model(found.model_stage), top_k), width, height
+        )
     return SearchResult(
         query=query_name,
         width=width,
         height=height,
-        matches=tuple(_with_provenance(collection, assign_roles(matches, width, height), query_credentials)),
+        matches=tuple(_with_provenance(collection, matches, query_credentials)),
         timings=found.timings,
         votes=found.votes,
         credentials=query_credentials.summary() if query_credentials is not None else None,

@@ -102,6 +102,11 @@ def pool_boxes(maps: FeatureMaps, boxes: np.ndarray, conf: EmbeddingConf) -> np.
     return l2_normalize(gem(bins, conf.gem_p))
 
 
+def raw_dim(conf: EmbeddingConf) -> int:
+    """Dimensions of a raw object vector of this embedding, without loading its model."""
+    return EMBEDDING_DIM if conf.backbone == "sscd-crops" else MAP_CHANNELS[conf.level]
+
+
 def crop_boxes(image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
     """The pixels of each box ((k, 4) original pixels, rounded outwards) of an (H, W, 3) image."""
     height, width = image.shape[:2]
@@ -149,7 +154,7 @@ class ObjectEmbedder:
     @property
     def dim(self) -> int:
         """Dimensions of a raw object vector."""
-        return EMBEDDING_DIM if self._sscd is not None else MAP_CHANNELS[self.conf.level]
+        return raw_dim(self.conf)
 
     def embed(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """(k, dim) float32 L2-normalized raw vectors of `boxes` ((k, 4) original pixels) of `image`."""
