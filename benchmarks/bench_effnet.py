@@ -17,39 +17,19 @@ import argparse
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 import skimage.data
 
+from benchmarks.bench_sscd import Timing, timed
 from imgprov.extract.effnet import EffNetFeatures, FeatureMapConf
 
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
 MEGAPIXEL_SIZE = (1155, 866)
 """(width, height): 4:3, one megapixel."""
 BATCH_SIZES = (1, 4, 8)
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Fastest of several runs: wall-clock seconds and CPU seconds of all this process's threads."""
-
-    wall: float
-    cpu: float
-
-
-def timed(run: Callable[[], object], repeats: int) -> Timing:
-    """Best of `repeats` runs after one warm-up: the least disturbed by other processes."""
-    run()
-    walls, cpus = [], []
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return Timing(wall=min(walls), cpu=min(cpus))
 
 
 def megapixel_photos() -> list[np.ndarray]:
