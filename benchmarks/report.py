@@ -24,9 +24,21 @@ COMPOSITE_COLUMNS = ("host R@1", "donor R@10", "total R@10", "IR@1", "mAP")
 REPO = Path(__file__).resolve().parent.parent
 SECTIONS_DIR = REPO / "docs" / "benchmarks"
 REPORT = REPO / "docs" / "benchmarks.md"
-SECTION_ORDER = ("retrieval", "global_scaling", "sscd_speed", "objects", "compare", "service", "stress")
+SECTION_ORDER = (
+    "retrieval",
+    "retrieval_medium",
+    "retrieval_large",
+    "global_scaling",
+    "sscd_speed",
+    "objects",
+    "compare",
+    "service",
+    "stress",
+)
 SECTION_TITLES = {
     "retrieval": "Retrieval: imgprov and the baselines on the query sets",
+    "retrieval_medium": "Retrieval at size medium (2,000 distractors)",
+    "retrieval_large": "Retrieval at size large (10,000 distractors)",
     "global_scaling": "Global stage at scale (1k to 1M vectors)",
     "sscd_speed": "Global descriptor extraction speed",
     "objects": "Composites: object embeddings and donor retrieval",
@@ -73,9 +85,12 @@ def _anchor(name: str) -> str:
 
 
 def write_report(context: dict, results: dict) -> Path:
-    """The retrieval section: one table per query set, no-match decisions and costs."""
+    """The retrieval section of the run's size ("retrieval" for small, "retrieval_<size>" else):
+    one table per query set, no-match decisions and costs."""
+    size = context["size"]["name"]
+    name = "retrieval" if size == "small" else f"retrieval_{size}"
     markdown = "\n".join(_markdown(context, results))
-    return write_section("retrieval", markdown, {"context": context, "results": results})
+    return write_section(name, markdown, {"context": context, "results": results})
 
 
 def _markdown(context: dict, results: dict) -> list[str]:

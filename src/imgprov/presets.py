@@ -97,8 +97,10 @@ class SearchConf:
     """Two-stage search.
 
     Local stage: OS2OS shortlist of `shortlist` images, the best `verify_top` verified.
-    Global stage: the `global_shortlist` nearest embeddings; the `global_verify` most similar of
-    them are verified with local features too when both stages run.
+    Global stage: the compressed index proposes `global_rerank` neighbours, their stored full
+    embeddings re-rank them by exact cosine and the best `global_shortlist` stay (an exact index
+    gives the shortlist directly); the `global_verify` most similar of them are verified with local
+    features too when both stages run.
     Mirrored queries: when no verified region covers `mirror_below_coverage` of the query, its mirror
     image is searched and verified too (`query_flips`).
     """
@@ -109,6 +111,7 @@ class SearchConf:
     shortlist: int
     verify_top: int
     global_shortlist: int = 100
+    global_rerank: int = 1000
     global_verify: int = 10
     query_flips: bool = True
     mirror_below_coverage: float = 0.5
@@ -146,6 +149,9 @@ GLOBAL_INDEXES: Mapping[str, VectorIndexConf] = {
             name="exact20k-ivfpq16-probe32", exact_max_vectors=20_000, pq_bytes=16, nprobe=32, metric="ip"
         ),
         VectorIndexConf(
+            name="exact20k-ivfpq16-probe128", exact_max_vectors=20_000, pq_bytes=16, nprobe=128, metric="ip"
+        ),
+        VectorIndexConf(
             name="exact20k-opq-ivfpq32-probe64",
             exact_max_vectors=20_000,
             pq_bytes=32,
@@ -180,7 +186,7 @@ SEARCHES: Mapping[str, SearchConf] = {
 DEFAULT_LOCAL_FEATURES = "rootsift-2k-1024"
 DEFAULT_LOCAL_INDEX = "exact50k-ivfpq32-probe16"
 DEFAULT_SEARCH = "os2os-k10-verify12"
-DEFAULT_GLOBAL_INDEX = "exact20k-ivfpq16-probe32"
+DEFAULT_GLOBAL_INDEX = "exact20k-ivfpq16-probe128"
 
 
 def lookup(table: Mapping[str, T], name: str, what: str) -> T:

@@ -27,7 +27,7 @@ from imgprov.os2os import CandidateVotes, os2os_candidates
 from imgprov.presets import SearchConf
 from imgprov.provenance import ContentCredentials, compare_credentials
 from imgprov.results import Match, MatchRegion, SearchResult, VotePoint
-from imgprov.vectors import split_ids
+from imgprov.vectors import layout_of, split_ids
 from imgprov.verify import VerifiedRegion, verify_pair
 
 
@@ -115,8 +115,8 @@ def find_candidates(
     with clock("search"):
         shortlist = _os2os_shortlist(collection, view, conf) if view is not None else []
         if embedding is not None:
-            for image_id in _global_shortlist(collection, embedding, conf.global_shortlist):
-                candidates.setdefault(image_id, Candidate(image_id))
+            for image_id, cosine in _global_shortlist(collection, embedding, conf).items():
+                candidates.setdefault(image_id, Candidate(image_id)).cosine = cosine
             _set_cosines(collection, embedding, candidates)
     if view is not None:
         _verify_view(collection, view, shortlist, candidates, conf, clock)
@@ -330,14 +330,21 @@ def _embed(collection: Collection, pixels: np.ndarray, embedder: SSCDExtractor |
     return extractor.embed([pixels])[0]
 
 
-def _global_shortlist(collection: Collection, embedding: np.ndarray, count: int) -> list[int]:
-    """Image ids of the `count` nearest embeddings in the (compressed) global index."""
+def _global_shortlist(collection: Collection, embedding: np.ndarray, conf: SearchConf) -> dict[int, float]:
+    """Exact cosine of the `conf.global_shortlist` most similar images, by image id, most similar
+    first. A compressed index proposes `conf.global_rerank` neighbours whose stored embeddings
+    re-rank them: 128-bit codes alone lose heavily degraded copies among many distractors."""
     index = collection.global_index()
     if index is None or index.ntotal == 0:
-        return []
-    _, ids = index.search(embedding.reshape(1, -1).astype(np.float32), min(count, index.ntotal))
+        return {}
+    proposed = conf.global_shortlist if layout_of(index).kind == "flat" else conf.global_rerank
+    count = min(max(proposed, conf.global_shortlist), index.ntotal)
+    _, ids = index.search(embedding.reshape(1, -1).astype(np.float32), count)
     image_ids, _ = split_ids(ids[0][ids[0] >= 0])
-    return [int(image_id) for image_id in image_ids]
+    stored = collection.embeddings([int(image_id) for image_id in image_ids])
+    cosines = {image_id: float(np.dot(vector, embedding)) for image_id, vector in stored.items()}
+    best = sorted(cosines, key=lambda image_id: (-cosines[image_id], image_id))[: conf.global_shortlist]
+    return {image_id: cosines[image_id] for image_id in best}
 
 
 def _set_cosines(collection: Collection, embedding: np.ndarray, candidates: dict[int, Candidate]) -> None:
@@ -387,10 +394,6 @@ def _to_match(rank: int, probability: float, candidate: Candidate, path: str, mo
         ),
         transform=candidate.regions[0].transform if candidate.regions else None,
     )
-
-
-def _region_features(candidate: Candidate, region: VerifiedRegion) -> dict[str, float]:
-    return {**candidate.features(), "log_inliers": math.log1p(region.inliers), "support": region.support}
 
 
 class _Clock:
