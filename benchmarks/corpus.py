@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -713,16 +713,10 @@ def _run_capacity(data_dir: Path, seed: int) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
-    data_dir = args.data.resolve()
+def run_command(command: Callable[[], None]) -> int:
+    """Run a corpus command; its errors and an interrupt become one line and an exit status."""
     try:
-        if args.command == "fetch":
-            _run_fetch(data_dir)
-        elif args.command == "distractors":
-            _run_distractors(data_dir, args.count, args.seed)
-        else:
-            _run_capacity(data_dir, args.seed)
+        command()
     except CorpusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -730,6 +724,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; nothing half-written is kept, rerun to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    data_dir = args.data.resolve()
+    if args.command == "fetch":
+        return run_command(lambda: _run_fetch(data_dir))
+    if args.command == "distractors":
+        return run_command(lambda: _run_distractors(data_dir, args.count, args.seed))
+    return run_command(lambda: _run_capacity(data_dir, args.seed))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,13 @@ from imgprov.extract.effnet_graph import (
     VALID_SIZE_INPUT,
     build_model,
 )
-from imgprov.extract.sscd import available_cores, batches, check_image, session_options
+from imgprov.extract.sscd import (
+    available_cores,
+    batches,
+    check_image,
+    check_runtime_settings,
+    session_options,
+)
 from imgprov.extract.torchless import load_state_dict
 from imgprov.presets import lookup
 
@@ -77,10 +83,7 @@ class FeatureMapConf:
             raise PresetError(
                 f"input_long_side must be a multiple of 32 and at least 64, not {self.input_long_side}"
             )
-        if self.batch_size < 1:
-            raise PresetError(f"batch_size must be at least 1, not {self.batch_size}")
-        if self.intra_op_threads is not None and self.intra_op_threads < 1:
-            raise PresetError(f"intra_op_threads must be None or at least 1, not {self.intra_op_threads}")
+        check_runtime_settings(self.batch_size, self.intra_op_threads)
 
 
 FEATURE_MAP_PRESETS: Mapping[str, FeatureMapConf] = {
