@@ -165,9 +165,20 @@ def oriented_size(data: bytes) -> tuple[int, int]:
 
 
 def read_photos_tsv(path: Path) -> list[tuple[PackageRef, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
-    return [(PackageRef(r["registry"], r["package"], r["version"]), r["path_inside_package"]) for r in rows]
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        if not rows:
+            raise CorpusError(f"{path}: lists no photos")
+        return [
+            (PackageRef(r["registry"], r["package"], r["version"]), r["path_inside_package"]) for r in rows
+        ]
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (KeyError, UnicodeDecodeError, csv.Error) as exc:
+        raise CorpusError(
+            f"{path}: not a photos.tsv (registry, package, version, path_inside_package): {exc}"
+        ) from None
 
 
 def entries_from_packages(
@@ -444,18 +455,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--photos-tsv", type=Path, help="registry/package/version/path list to start from")
     parser.add_argument("--data", type=Path, default=corpus.DEFAULT_DATA_DIR, help="data directory")
     args = parser.parse_args(argv)
-    try:
-        if args.what == "photos":
-            _run_photos(args.data.resolve(), args.photos_tsv)
-        else:
-            _run_stamps(args.data.resolve())
-    except CorpusError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; nothing half-written is kept, rerun to resume", file=sys.stderr)
-        return 130
-    return 0
+    if args.what == "photos":
+        return corpus.run_command(lambda: _run_photos(args.data.resolve(), args.photos_tsv))
+    return corpus.run_command(lambda: _run_stamps(args.data.resolve()))
 
 
 if __name__ == "__main__":
