@@ -41,6 +41,14 @@ EMBEDDING_OUTPUT = "embedding"
 IMAGE_INPUT = "image"
 
 
+def check_runtime_settings(batch_size: int, intra_op_threads: int | None) -> None:
+    """Raise `PresetError` unless a model preset's batch size and thread count are usable."""
+    if batch_size < 1:
+        raise PresetError(f"batch_size must be at least 1, not {batch_size}")
+    if intra_op_threads is not None and intra_op_threads < 1:
+        raise PresetError(f"intra_op_threads must be None or at least 1, not {intra_op_threads}")
+
+
 @dataclass(frozen=True)
 class GlobalConf:
     """One SSCD global-descriptor configuration.
@@ -103,14 +111,6 @@ def model_path(model: ModelName) -> Path:
 def available_cores() -> int:
     """Cores this process may run on (its CPU affinity), which can be fewer than the machine has."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def check_runtime_settings(batch_size: int, intra_op_threads: int | None) -> None:
-    """Raise `PresetError` unless a model preset's batch size and thread count are usable."""
-    if batch_size < 1:
-        raise PresetError(f"batch_size must be at least 1, not {batch_size}")
-    if intra_op_threads is not None and intra_op_threads < 1:
-        raise PresetError(f"intra_op_threads must be None or at least 1, not {intra_op_threads}")
 
 
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
