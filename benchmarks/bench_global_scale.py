@@ -123,7 +123,7 @@ def measure(
         rows = ids[0][ids[0] >= 0] >> ITEM_BITS
         order = np.argsort(-(vectors[rows] @ query), kind="stable")[:100]
         latencies.append(time.perf_counter() - started)
-        found.append(np.pad(ids[0][:100] >> ITEM_BITS, (0, max(0, 100 - len(ids[0])))))
+        found.append(ids[0][:100] >> ITEM_BITS)
         reranked.append(np.pad(rows[order], (0, 100 - len(order)), constant_values=-1))
     faiss.omp_set_num_threads(0)
     found, reranked = np.array(found), np.array(reranked)
