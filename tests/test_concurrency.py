@@ -221,9 +221,18 @@ def test_a_body_that_trickles_in_gets_408(small_db):
                 b"Content-Type: multipart/form-data; boundary=xyz\r\n\r\n--xyz\r\n"
             )
             started = time.monotonic()
-            reply = connection.recv(65536)
+            reply = read_reply(connection)
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
     assert b'{"error":' in reply and time.monotonic() - started < 10
+
+
+def read_reply(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (headers and body may come in
+    separate packets)."""
+    reply = b""
+    while chunk := connection.recv(65536):
+        reply += chunk
+    return reply
 
 
 def test_a_busy_writer_lock_is_a_503_that_names_no_server_path(small_db, photos):
