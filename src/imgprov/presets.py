@@ -102,7 +102,8 @@ class SearchConf:
     gives the shortlist directly); the `global_verify` most similar of them are verified with local
     features too when both stages run.
     Mirrored queries: when no verified region covers `mirror_below_coverage` of the query, its mirror
-    image is searched and verified too (`query_flips`).
+    image is searched and verified too (`query_flips`); if that does not help either, so is the
+    query restored from impulse noise or low contrast, when it shows them (`restore_degraded`).
     """
 
     name: str
@@ -115,6 +116,7 @@ class SearchConf:
     global_verify: int = 10
     query_flips: bool = True
     mirror_below_coverage: float = 0.5
+    restore_degraded: bool = True
 
 
 LOCAL_FEATURES: Mapping[str, LocalFeatureConf] = {

@@ -20,6 +20,7 @@ import numpy as np
 from imgprov.calibration import MatchModel, match_model
 from imgprov.collection import Collection
 from imgprov.errors import IndexStoreError, PresetError
+from imgprov.extract.restore import restore_photometry
 from imgprov.extract.rootsift import LocalFeatures, descriptors_as_float, extract_rootsift
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.objects.engine import object_matches
@@ -127,6 +128,13 @@ def find_candidates(
             with clock("search"):
                 shortlist += _os2os_shortlist(collection, mirror, conf)
             _verify_view(collection, mirror, shortlist, candidates, conf, clock)
+        if conf.restore_degraded and _best_coverage(candidates, width, height) < conf.mirror_below_coverage:
+            with clock("extract"):
+                restored = restored_view(pixels, collection)
+            if restored is not None:
+                with clock("search"):
+                    shortlist += _os2os_shortlist(collection, restored, conf)
+                _verify_view(collection, restored, shortlist, candidates, conf, clock)
     if embedding is not None:
         _set_cosines(collection, embedding, candidates)
     return Candidates(
@@ -296,6 +304,15 @@ def mirror_view(pixels: np.ndarray, collection: Collection) -> QueryView:
     mirror = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     flipped = np.ascontiguousarray(pixels[:, ::-1])
     return QueryView(extract_rootsift(flipped, collection.feature_conf), mirror)
+
+
+def restored_view(pixels: np.ndarray, collection: Collection) -> QueryView | None:
+    """Features of the query after photometric restoration (`imgprov.extract.restore`), or None
+    when the query shows no degradation that restoration remedies."""
+    restoration = restore_photometry(pixels)
+    if restoration is None:
+        return None
+    return QueryView(extract_rootsift(restoration.pixels, collection.feature_conf), np.eye(3))
 
 
 def vote_with_view(collection: Collection, view: QueryView, conf: SearchConf) -> list[CandidateVotes]:
