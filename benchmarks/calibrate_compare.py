@@ -60,7 +60,16 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from benchmarks import corpus as corpus_module
-from benchmarks.queries import PAIR_KINDS, Pair, generate_pairs, load_mask, load_pairs, load_rgb, save_pairs
+from benchmarks.queries import (
+    GENERATOR_VERSION,
+    PAIR_KINDS,
+    Pair,
+    generate_pairs,
+    load_mask,
+    load_pairs,
+    load_rgb,
+    save_pairs,
+)
 from imgprov.compare import align, deep, difference
 from imgprov.compare.align import AlignedPair, GlobalFit
 from imgprov.compare.calibration import CALIBRATION_RESOURCE, Calibration
@@ -164,7 +173,12 @@ def pair_sets(part: PhotoPart, count: int, seed: int, folder: Path) -> dict[str,
     for kind in PAIR_KINDS:
         out = folder / kind.replace("+", "-")
         key = _fingerprint(
-            sorted(part.originals), sorted(part.held_out), [p.name for p in part.stamps], count, seed
+            sorted(part.originals),
+            sorted(part.held_out),
+            [p.name for p in part.stamps],
+            count,
+            seed,
+            GENERATOR_VERSION,
         )
         if (out / "pairs.json").is_file() and (out / "key").read_text() == key:
             sets[kind] = load_pairs(out)

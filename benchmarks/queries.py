@@ -308,6 +308,17 @@ def _distinct_sample(photos: _Photos, rng: np.random.Generator) -> _Sample:
     return _Sample(transformed, held_out_id, (), ())
 
 
+GENERATOR_VERSION = 2
+"""Bumped whenever a change alters the files generated from the same photos and seed (2: edits
+that change nothing are replaced); caches of generated sets are keyed by it."""
+
+MIN_EDIT_FRACTION = 0.001
+"""A drawn edit that changes less of the image than this (a hue shift on a greyscale photo, a blur
+of a flat sky) is no manipulation; the sample gets a FALLBACK_EDIT instead, so that every
+manipulated query and pair really differs from its original."""
+FALLBACK_EDIT = "text"
+
+
 def _manip_sample(photos: _Photos, rng: np.random.Generator, then_benign: bool) -> _Sample:
     original_id = _pick(photos.originals, rng)
     original = load_rgb(photos.originals[original_id])
@@ -324,6 +335,8 @@ def _manip_sample(photos: _Photos, rng: np.random.Generator, then_benign: bool) 
         pastes = ((donor_id, edit.pastes[0]),)
     else:
         edit = manipulate(original, rng, kind)
+        if edit.mask.mean() < MIN_EDIT_FRACTION:
+            edit = manipulate(original, rng, FALLBACK_EDIT)
     if not then_benign:
         return _Sample(identity_transform(edit.image, edit.mask, (edit.op,)), original_id, relevant, pastes)
     benign = benign_transform(edit.image, rng)

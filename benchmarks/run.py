@@ -30,6 +30,7 @@ import numpy as np
 from benchmarks import corpus as corpus_module
 from benchmarks.methods import Answer, HashBaseline, ImgprovMethod, IndexStats, Method, RootSiftRansac
 from benchmarks.queries import (
+    GENERATOR_VERSION,
     QUERY_KINDS,
     ROLE_DONOR,
     Query,
@@ -134,7 +135,12 @@ def query_sets(split: CorpusSplit, stamps: list[Path], size: BenchSize, seed: in
     for kind in QUERY_KINDS:
         out = folder / "queries" / kind.replace("+", "-")
         key = _fingerprint(
-            sorted(split.originals), sorted(split.held_out), [p.name for p in stamps], kind, seed
+            sorted(split.originals),
+            sorted(split.held_out),
+            [p.name for p in stamps],
+            kind,
+            seed,
+            GENERATOR_VERSION,
         )
         cached = out / "queries.json"
         if cached.is_file() and (out / "key").read_text() == key:

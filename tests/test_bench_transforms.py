@@ -357,3 +357,12 @@ def test_pairs_have_labels_and_masks(photo_dir, tmp_path):
             assert mask.any()
         else:
             assert mask.all() and pair.homography is None
+
+
+def test_manipulated_pairs_of_a_greyscale_photo_change_pixels(photo_dir, tmp_path):
+    grey = np.asarray(Image.open(photo_dir / "coffee.png").convert("L").convert("RGB"))
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    originals = {"grey": tmp_path / "grey.png"}
+    for kind in ("manip", "manip+benign"):
+        pairs = queries.generate_pairs(originals, {}, {}, [], kind, 12, 2, tmp_path / kind)
+        assert all(queries.load_mask(pair.mask_path).mean() >= 0.001 for pair in pairs)
