@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -22,6 +23,7 @@ from imgprov.compare.cli import explain_top_match, print_comparison
 from imgprov.compare.cli import register as register_compare
 from imgprov.compare.conf import compare_preset
 from imgprov.compare.overlay import write_overlay
+from imgprov.distributed import RayConf, index_sources, ray_cluster, resolve_sources
 from imgprov.errors import ImgprovError
 from imgprov.extract.sscd import GLOBAL_PRESETS, SSCDExtractor
 from imgprov.images import load_image, read_image_bytes
@@ -60,8 +62,10 @@ DbOption = Annotated[
 
 @app.command()
 def index(
-    paths: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
     db: DbOption,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Image files or folders (searched recursively).")
+    ] = None,
     features: Annotated[
         str | None,
         typer.Option(
@@ -88,17 +92,39 @@ def index(
             f"{_choices(OBJECT_PRESETS)}, or none (the default); fixed when the index is created."
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Extraction threads.")] = os.cpu_count() or 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Extraction threads (with --ray: worker processes).")
+    ] = os.cpu_count() or 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per transaction.")] = 32,
     trust_anchors: TrustOption = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Extract on Ray workers: 'local' (a cluster of --workers processes here) or ADDRESS.",
+        ),
+    ] = None,
+    listing: Annotated[
+        Path | None,
+        typer.Option(
+            "--list", help="With --ray: a file of paths or file://, http(s)://, s3:// URLs, one a line."
+        ),
+    ] = None,
 ) -> None:
     """Add images to the index; unchanged files are skipped, changed files replaced.
 
     C2PA content credentials found in a file are validated and stored with the image.
     """
-    files, missing = discover_images(paths)
+    if listing is not None and ray is None:
+        raise typer.BadParameter("--list needs --ray")
+    if not paths and listing is None:
+        raise typer.BadParameter("give image files or folders (or --ray with --list)")
+    paths = paths or []
+    files, missing = discover_images(paths) if ray is None else resolve_sources(paths, listing)
     trust = _trust(trust_anchors)
+    cluster = RayConf(ray, workers) if ray is not None else None
     with (
+        ray_cluster(cluster) if cluster is not None else contextlib.nullcontext(),
         Collection.writer(
             db,
             presets=CollectionPresets(
@@ -112,14 +138,15 @@ def index(
         _progress() as progress,
     ):
         task = progress.add_task("indexing", total=len(files))
-        report = index_paths(
-            collection,
-            files,
-            batch_size=batch_size,
-            workers=workers,
-            progress=lambda n: progress.advance(task, n),
-            trust=trust,
-        )
+        advance = functools.partial(progress.advance, task)
+        if cluster is None:
+            report = index_paths(
+                collection, files, batch_size=batch_size, workers=workers, progress=advance, trust=trust
+            )
+        else:
+            report = index_sources(
+                collection, files, cluster, batch_size=batch_size, progress=advance, trust=trust
+            )
     failures = missing + report.failed
     for _, message in failures:
         stderr.print(f"imgprov: skipped {message}", markup=False, highlight=False)

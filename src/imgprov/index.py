@@ -13,17 +13,21 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imgprov.collection import Collection, NewImage, StoredObjects
 from imgprov.errors import ImageError, ImageNotFound
 from imgprov.extract.rootsift import LocalFeatures, extract_rootsift
-from imgprov.extract.sscd import SSCDExtractor
+from imgprov.extract.sscd import GlobalConf, SSCDExtractor
 from imgprov.images import SUPPORTED_SUFFIXES, file_sha256, load_image, read_image_bytes
 from imgprov.presets import LocalFeatureConf
 from imgprov.provenance import ContentCredentials, TrustAnchors, mime_type_for, read_manifest
 from imgprov.store import ImageRecord
+
+if TYPE_CHECKING:
+    from imgprov.objects.stage import ObjectStage
 
 Progress = Callable[[int], None]
 Embed = Callable[[np.ndarray], np.ndarray]
@@ -41,8 +45,11 @@ class IndexReport:
 
 
 @dataclass(frozen=True)
-class _Content:
-    """What extraction gives for a file's bytes, the same for every copy of them."""
+class ExtractedContent:
+    """What extraction gives for a file's bytes, the same for every copy of them.
+
+    embedding: (512,) float32 or None; objects: None when the index keeps no objects.
+    """
 
     size_bytes: int
     width: int
@@ -61,7 +68,7 @@ class _Planned:
     path: Path
     sha256: str
     previous: ImageRecord | None
-    twin: _Content | None
+    twin: ExtractedContent | None
 
 
 def discover_images(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -164,7 +171,7 @@ def _plan(collection: Collection, path: Path, report: IndexReport) -> _Planned |
     return _Planned(path, sha256, previous, _indexed_copy(collection, sha256))
 
 
-def _indexed_copy(collection: Collection, sha256: str) -> _Content | None:
+def _indexed_copy(collection: Collection, sha256: str) -> ExtractedContent | None:
     """The stored content of an image with the same bytes, if it is complete."""
     twin = collection.catalogue.image_with_sha256(sha256)
     if twin is None:
@@ -177,7 +184,7 @@ def _indexed_copy(collection: Collection, sha256: str) -> _Content | None:
     if collection.object_set is not None and objects is None:
         return None
     credentials = collection.credentials([twin.id]).get(twin.id)
-    return _Content(
+    return ExtractedContent(
         twin.size_bytes, twin.width, twin.height, twin.format, features, embedding, credentials, objects
     )
 
@@ -186,16 +193,24 @@ def _embedder(collection: Collection, workers: int) -> Embed | None:
     """One embedding at a time per worker thread (the ONNX session is shared and thread-safe)."""
     if collection.global_conf is None:
         return None
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    extractor = SSCDExtractor(collection.global_conf, intra_op_threads=threads)
+    return embedder_for(collection.global_conf, max(1, (os.cpu_count() or 1) // workers))
+
+
+def embedder_for(conf: GlobalConf, threads: int) -> Embed:
+    """A function from (H, W, 3) uint8 RGB to its (512,) float32 global embedding, the model loaded
+    once with `threads` ONNX intra-op threads."""
+    extractor = SSCDExtractor(conf, intra_op_threads=threads)
     return lambda pixels: extractor.embed([pixels])[0]
 
 
 def _object_finder(collection: Collection) -> FindObjects | None:
     """The objects of a collection image (OE-SIR proposals, embedded) when the index keeps objects."""
     stage = collection.object_stage()
-    if stage is None:
-        return None
+    return object_finder_for(stage) if stage is not None else None
+
+
+def object_finder_for(stage: ObjectStage) -> FindObjects:
+    """A function from (H, W, 3) uint8 RGB to its objects: boxes (k, 4) and raw vectors (k, D0) float32."""
 
     def find(pixels: np.ndarray) -> StoredObjects:
         objects = stage.collection_objects(pixels)
@@ -240,18 +255,35 @@ def _extract(
     embed: Embed | None,
     trust: TrustAnchors | None,
     find_objects: FindObjects | None = None,
-) -> _Content:
+) -> ExtractedContent:
     data = read_image_bytes(plan.path)
-    image = load_image(data, name=str(plan.path))
-    if image.sha256 != plan.sha256:
+    content, sha256 = extract_content(data, str(plan.path), conf, embed, trust, find_objects)
+    if sha256 != plan.sha256:
         raise ImageError(f"{plan.path}: file changed while being indexed")
+    return content
+
+
+def extract_content(
+    data: bytes,
+    name: str,
+    conf: LocalFeatureConf,
+    embed: Embed | None,
+    trust: TrustAnchors | None,
+    find_objects: FindObjects | None = None,
+) -> tuple[ExtractedContent, str]:
+    """Decode an image file's bytes and extract what the index keeps; returns it and the sha256.
+
+    Raises an `ImageError` subclass (message naming `name`) when the bytes are not a usable image.
+    """
+    image = load_image(data, name=name)
     features = extract_rootsift(image.pixels, conf)
     embedding = embed(image.pixels) if embed is not None else None
     credentials = read_manifest(data, mime_type_for(image.format), trust=trust)
     objects = find_objects(image.pixels) if find_objects is not None else None
-    return _Content(
+    content = ExtractedContent(
         image.size_bytes, image.width, image.height, image.format, features, embedding, credentials, objects
     )
+    return content, image.sha256
 
 
 def _regular_file(path: Path, root: Path | None) -> tuple[Path | None, str]:
