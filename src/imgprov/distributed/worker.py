@@ -21,7 +21,7 @@ from imgprov.collection import NewImage, StoredObjects
 from imgprov.distributed.sources import HTTP_TIMEOUT_SECONDS, fetch
 from imgprov.errors import ImgprovError
 from imgprov.extract.rootsift import LocalFeatures
-from imgprov.extract.sscd import GlobalConf
+from imgprov.extract.sscd import GlobalConf, SSCDExtractor
 from imgprov.images import DEFAULT_MAX_BYTES
 from imgprov.index import ExtractedContent, FindObjects, embedder_for, extract_content, object_finder_for
 from imgprov.objects.conf import ObjectConf
@@ -60,9 +60,7 @@ class BatchExtractor:
         self.embed = embedder_for(spec.global_conf, spec.threads) if spec.global_conf is not None else None
         self.find_objects: FindObjects | None = None
         if spec.object_conf is not None:
-            from imgprov.objects.stage import ObjectStage
-
-            self.find_objects = object_finder_for(ObjectStage(spec.object_conf))
+            self.find_objects = object_finder_for(_object_stage(spec.object_conf, spec.threads))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """batch: "source" and "known" (the sha256 the collection holds for the source, or "") columns.
@@ -88,6 +86,16 @@ class BatchExtractor:
         except ImgprovError as exc:
             return {"source": source, "status": FAILED, "message": str(exc)}
         return content_row(source, sha256, fetched.mtime, content)
+
+
+def _object_stage(conf: ObjectConf, threads: int):
+    """The object stage with its SSCD crop model on `threads` threads (EfficientNet as configured)."""
+    from imgprov.objects.embed import crop_model_conf
+    from imgprov.objects.stage import ObjectStage
+
+    if conf.embedding.backbone == "effnet-roi":
+        return ObjectStage(conf)
+    return ObjectStage(conf, sscd=SSCDExtractor(crop_model_conf(conf.embedding), intra_op_threads=threads))
 
 
 def content_row(source: str, sha256: str, mtime: float, content: ExtractedContent) -> dict:
