@@ -382,6 +382,14 @@ def capacity(figures: dict) -> dict:
         [(row["vectors"], row["latency"]["p50_ms"] / 1000) for row in figures["global_scale"]]
     )
     per_node = model.images_per_node(per_image, node)
+    # Beyond the embedded default: no feature-level index, local features stay in the catalogue and
+    # only verify the global and object shortlists (docs/scaling.md, Local features at scale).
+    verify_only = model.PerImage(per_image.catalogue, 0.0, per_image.global_index, per_image.object_index)
+    per_node_verify_only = model.images_per_node(verify_only, node)
+    both = largest["search"]["stages"]["both"]
+    fixed_ms = (
+        both["extract"]["p50_ms"] + both["verify"]["p50_ms"] + both.get("objects", {}).get("p50_ms", 0.0)
+    )
     rows = []
     sizes = (
         [p["size"] for p in figures["points"]]
@@ -390,15 +398,19 @@ def capacity(figures: dict) -> dict:
     )
     for size in sizes:
         shard = min(size, per_node)
+        shard_verify_only = min(size, per_node_verify_only)
         rows.append(
             {
                 "images": size,
                 "disk_bytes": model.disk_bytes(size, per_image),
                 "memory_bytes": model.memory_bytes(size, per_image),
                 "shards": model.shards(size, per_node),
-                "extraction_nodes_24h": model.extraction_nodes(size, cpu_ms / 1000, node, efficiency),
-                "global_ms": global_fit.at(size) * 1000,
                 "local_ms_per_shard": local_fit.at(shard) * 1000,
+                "global_ms_per_shard": global_fit.at(shard) * 1000,
+                "memory_bytes_verify_only": model.memory_bytes(size, verify_only),
+                "shards_verify_only": model.shards(size, per_node_verify_only),
+                "query_ms_verify_only": global_fit.at(shard_verify_only) * 1000 + fixed_ms,
+                "extraction_nodes_24h": model.extraction_nodes(size, cpu_ms / 1000, node, efficiency),
             }
         )
     return {
@@ -419,6 +431,9 @@ def capacity(figures: dict) -> dict:
         "global_fit": {"c": global_fit.c, "alpha": global_fit.alpha},
         "images_per_node": per_node,
         "binding": model.binding_resource(per_image, node),
+        "images_per_node_verify_only": per_node_verify_only,
+        "binding_verify_only": model.binding_resource(verify_only, node),
+        "query_fixed_ms": fixed_ms,
         "rows": rows,
     }
 
@@ -559,9 +574,12 @@ def model_lines(figures: dict) -> list[str]:
                 model.human_bytes(row["disk_bytes"]),
                 model.human_bytes(row["memory_bytes"]),
                 str(row["shards"]),
-                str(row["extraction_nodes_24h"]),
-                f"{row['global_ms']:.1f}",
                 f"{row['local_ms_per_shard']:.0f}",
+                f"{row['global_ms_per_shard']:.1f}",
+                model.human_bytes(row["memory_bytes_verify_only"]),
+                str(row["shards_verify_only"]),
+                f"{row['query_ms_verify_only']:.0f}",
+                str(row["extraction_nodes_24h"]),
                 source,
             ]
         )
@@ -604,18 +622,34 @@ def model_lines(figures: dict) -> list[str]:
         "images_per_node   = min(usable * RAM / memory per image, usable * disk / disk per image)",
         "shards(N)         = ceil(N / images_per_node)",
         "extraction nodes  = ceil(N * CPU s per image / (cores * efficiency * 86,400 s))",
-        "latency(N)        = c * N^alpha  (per shard for the local stage; shards are searched in parallel)",
+        "latency(N)        = c * N^alpha  per shard (shards are searched in parallel)",
+        "verify-only       = the same with local index bytes = 0: no OS2OS feature index, local features",
+        "                    read from the catalogue for the shortlist only;",
+        "                    query = extract + global(shard) + verify + objects",
+        "                    (the last three measured at the largest real size)",
         "```",
+        "",
+        "Columns: *embedded* is the default index on every node, sharded by `images_per_node`; its query",
+        "time is about the OS2OS time per shard plus the global one plus a fixed "
+        f"{capacity_figures['query_fixed_ms']:.0f} ms (query extraction,",
+        "verification, objects). *Verify-only* is the design past a few million images per shard (Local",
+        "features at scale): "
+        f"{model.human_count(capacity_figures['images_per_node_verify_only'])} images per node",
+        f"({capacity_figures['binding_verify_only']} binds). Nodes to extract: the default presets with",
+        "objects on 1-MP JPEGs, at the parallel efficiency measured with Ray.",
         "",
         _table(
             [
                 "images",
                 "disk",
-                "memory (all indexes)",
-                "shards (nodes)",
+                "memory, embedded",
+                "nodes, embedded",
+                "OS2OS ms per shard",
+                "global ms per shard",
+                "memory, verify-only",
+                "nodes, verify-only",
+                "query ms, verify-only",
                 "nodes to extract in 24 h",
-                "global ms (p50)",
-                "local ms per shard (p50)",
                 "figures",
             ],
             rows,
