@@ -4,10 +4,11 @@ and the capacity model built on them (docs/scaling.md).
     python -m benchmarks.bench_capacity    # writes docs/benchmarks/capacity.md/.json, docs/scaling.md
 
 Steps, each cached under data/bench/capacity/ so an interrupted run resumes:
-1. A real collection grown to each of `--sizes` images (corpus originals of the benchmark split, then
-   distractor tiles cut from other corpus photos, as benchmarks/run.py builds them), indexed with
-   the Ray pipeline (`imgprov.distributed`) on a local cluster of `--workers` processes, with the
-   default presets and the default object preset: the growth gives the measured throughput.
+1. A real collection of each of `--sizes` images (corpus originals of the benchmark split, then
+   distractor tiles cut from other corpus photos, as benchmarks/run.py builds them) in its own
+   index directory, the smallest from scratch and each larger one grown from a copy of the one
+   before, indexed with the Ray pipeline (`imgprov.distributed`) on a local cluster of `--workers`
+   processes, default presets plus the default object preset: the growth gives the throughput.
 2. At each size: bytes per image of the catalogue (by table) and of each vector file, and the cost
    per query of the local stage (OS2OS), the global stage and both, on benign copies of originals
    (crop, resize, JPEG), one query at a time.
@@ -26,6 +27,7 @@ import datetime
 import json
 import os
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -290,13 +292,21 @@ def _summary(values: Sequence[float]) -> dict:
     }
 
 
+STEPS: dict[str, str] = {}
+"""Each step's cache file and when it was measured (its modification time), for the report."""
+
+
 def _cached(path: Path, compute) -> dict | list:
-    if path.is_file():
-        return json.loads(path.read_text())
-    value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=1) + "\n")
-    return value
+    """The step's figures from `path` when present, else computed (with the machine's load) and saved."""
+    if not path.is_file():
+        value = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value, indent=1) + "\n")
+        STEPS[path.name] = f"measured in this run (load {_load()} after it)"
+    else:
+        measured = datetime.datetime.fromtimestamp(path.stat().st_mtime, tz=datetime.UTC)
+        STEPS.setdefault(path.name, f"reused, measured {measured:%Y-%m-%d %H:%M UTC}")
+    return json.loads(path.read_text())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -306,23 +316,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES_REAL))
     parser.add_argument("--scales", type=int, nargs="*", default=list(SCALES))
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--queries", type=int, default=16)
+    parser.add_argument("--queries", type=int, default=32)
     parser.add_argument("--extraction-images", type=int, default=9)
     parser.add_argument("--data", type=Path, default=DATA / "corpus")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    db = WORK / "db"
     points = []
+    previous: Path | None = None
     for size in sorted(args.sizes):
+        db = WORK / f"db-{size}"
         sources, originals = collection_sources(args.data, size)
-        growth = _cached(WORK / f"growth-{size}.json", lambda s=sources: grow(db, s, args.workers))
+        if previous is not None and not db.exists():
+            shutil.copytree(previous, db)
+        growth = _cached(WORK / f"growth-{size}.json", lambda s=sources, d=db: grow(d, s, args.workers))
         measured = _cached(
             WORK / f"point-{size}.json",
-            lambda o=originals: {"bytes": part_bytes(db), "search": search_costs(db, o, args.queries)},
+            lambda o=originals, d=db: {"bytes": part_bytes(d), "search": search_costs(d, o, args.queries)},
         )
         if measured["bytes"]["images"] != size:
             raise SystemExit(f"bench_capacity: {WORK / f'point-{size}.json'} is for another collection")
         points.append({"size": size, "growth": growth, **measured})
+        previous = db
         print(json.dumps({"size": size, "growth": growth}), file=sys.stderr, flush=True)
     one_mp = one_megapixel_jpegs(args.data, args.extraction_images + 1)
     extraction = _cached(WORK / f"extraction-{len(one_mp)}.json", lambda: extraction_costs(one_mp))
@@ -334,17 +348,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     scale_rows = _cached(
         WORK / f"global-scale-{'-'.join(map(str, args.scales))}.json",
-        lambda: global_scale(db, args.scales, 200),
+        lambda: global_scale(previous, args.scales, 200),
     )
     figures = {
         "context": {
-            "command": "python -m benchmarks.bench_capacity "
-            + shlex.join(sys.argv[1:] if argv is None else argv),
+            "command": " ".join(
+                ["python -m benchmarks.bench_capacity", shlex.join(sys.argv[1:] if argv is None else argv)]
+            ).rstrip(),
             "date": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}",
             "commit": git_commit(),
             "machine": machine_description(),
             "load": _load(),
             "wall_seconds": round(time.perf_counter() - started),
+            "steps": dict(STEPS),
         },
         "points": points,
         "extraction_1mp": extraction,
@@ -375,10 +391,10 @@ def capacity(figures: dict) -> dict:
     tiles_ms = pipeline_cpu_ms(figures["extraction_tiles"])
     throughput = growth["added"] / growth["seconds"]
     efficiency = min(1.0, throughput * tiles_ms / 1000 / growth["workers"])
-    local_fit = model.fit_power_law(
+    local_fit = model.fit_sqrt_law(
         [(p["size"], p["search"]["stages"]["local"]["search"]["p50_ms"] / 1000) for p in figures["points"]]
     )
-    global_fit = model.fit_power_law(
+    global_fit = model.fit_sqrt_law(
         [(row["vectors"], row["latency"]["p50_ms"] / 1000) for row in figures["global_scale"]]
     )
     per_node = model.images_per_node(per_image, node)
@@ -427,8 +443,8 @@ def capacity(figures: dict) -> dict:
         "cpu_ms_per_image_1mp": cpu_ms,
         "ray_images_per_s": throughput,
         "parallel_efficiency": efficiency,
-        "local_fit": {"c": local_fit.c, "alpha": local_fit.alpha},
-        "global_fit": {"c": global_fit.c, "alpha": global_fit.alpha},
+        "local_fit": {"fixed_s": local_fit.fixed, "per_sqrt_s": local_fit.per_sqrt},
+        "global_fit": {"fixed_s": global_fit.fixed, "per_sqrt_s": global_fit.per_sqrt},
         "images_per_node": per_node,
         "binding": model.binding_resource(per_image, node),
         "images_per_node_verify_only": per_node_verify_only,
@@ -450,6 +466,8 @@ def report_lines(figures: dict) -> list[str]:
         "",
         f"- date: {context['date']}; commit: `{context['commit']}`; whole run {context['wall_seconds']} s",
         f"- machine: {context['machine']}; load average at the end: {context['load']}",
+        "- steps (cached under data/bench/capacity/, reused when present): "
+        + "; ".join(f"{name}: {when}" for name, when in context["steps"].items()),
         "- collection: corpus originals then distractor tiles (benchmarks/run.py's large split, seed 0),",
         "  default presets plus the default object preset, indexed with `imgprov.distributed` (Ray)",
         "",
@@ -609,9 +627,10 @@ def model_lines(figures: dict) -> list[str]:
         f"{capacity_figures['ray_images_per_s']:.2f} images/s on tiles,",
         f"  a parallel efficiency of {capacity_figures['parallel_efficiency']:.2f} against the single-core "
         "cost of the same tiles",
-        "- local stage (OS2OS voting) p50 latency fitted as c * N^alpha on the real points: "
-        f"alpha = {local['alpha']:.2f}",
-        f"- global stage p50 latency fitted on the synthetic points: alpha = {global_['alpha']:.2f}",
+        "- local stage (OS2OS voting, `search` timing) p50 fitted on the real points: "
+        f"{local['fixed_s'] * 1000:.0f} ms + {local['per_sqrt_s'] * 1000:.3f} ms * sqrt(N)",
+        "- global stage (IVF-PQ search + exact re-ranking) p50 fitted on the synthetic points: "
+        f"{global_['fixed_s'] * 1000:.2f} ms + {global_['per_sqrt_s'] * 1000:.5f} ms * sqrt(N)",
         "",
         f"Formulas (N images; per-image bytes as above; node: {capacity_figures['node']}, "
         f"{capacity_figures['usable']:.0%} of RAM and disk usable):",
@@ -622,7 +641,8 @@ def model_lines(figures: dict) -> list[str]:
         "images_per_node   = min(usable * RAM / memory per image, usable * disk / disk per image)",
         "shards(N)         = ceil(N / images_per_node)",
         "extraction nodes  = ceil(N * CPU s per image / (cores * efficiency * 86,400 s))",
-        "latency(N)        = c * N^alpha  per shard (shards are searched in parallel)",
+        "latency(N)        = fixed + per_sqrt * sqrt(N) per shard (shards are searched in parallel):",
+        "                    IVF lists grow as sqrt(N) and a fixed number is probed",
         "verify-only       = the same with local index bytes = 0: no OS2OS feature index, local features",
         "                    read from the catalogue for the shortlist only;",
         "                    query = extract + global(shard) + verify + objects",
@@ -634,8 +654,9 @@ def model_lines(figures: dict) -> list[str]:
         f"{capacity_figures['query_fixed_ms']:.0f} ms (query extraction,",
         "verification, objects). *Verify-only* is the design past a few million images per shard (Local",
         "features at scale): "
-        f"{model.human_count(capacity_figures['images_per_node_verify_only'])} images per node",
-        f"({capacity_figures['binding_verify_only']} binds). Nodes to extract: the default presets with",
+        f"{model.human_count(capacity_figures['images_per_node_verify_only'])} images per node "
+        f"({capacity_figures['binding_verify_only']} binds).",
+        "Nodes to extract: the default presets with "
         "objects on 1-MP JPEGs, at the parallel efficiency measured with Ray.",
         "",
         _table(
@@ -656,15 +677,16 @@ def model_lines(figures: dict) -> list[str]:
         ),
         "",
         "**Where the embedded default stops being right:** one node holds about "
-        f"{model.human_count(per_node)} images with every index part on it",
-        f"({capacity_figures['binding']} binds first: the local OS2OS",
+        f"{model.human_count(per_node)} images",
+        f"with every index part on it ({capacity_figures['binding']} binds first: the local OS2OS "
         "index is read into memory whole). Past that the collection needs shards, and past a few million",
         "images per shard the local-stage latency (extrapolated, see the table) is no longer interactive:",
         "that is where the global stage shortlists and local features only verify (see Local features at",
         "scale), and where the catalogue belongs in a server database rather than one SQLite file per node.",
         "",
-        "The local-stage figures beyond the real sizes extrapolate a fit on the real points and say so; the",
-        "global figures up to the largest synthetic size are measured, beyond it extrapolated with the fit.",
+        "The OS2OS figures beyond the real sizes extrapolate the fit on the real points (two sizes on a",
+        "loaded 2-core machine: take them as an order of magnitude); the global figures up to the largest",
+        "synthetic size are measured, beyond it extrapolated with the fit.",
     ]
 
 

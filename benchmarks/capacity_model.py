@@ -9,7 +9,7 @@ document (docs/scaling.md) and the tests quote the same code.
     images_per_node    = min(usable * node RAM / memory per image, usable * node disk / disk per image)
     shards(N)          = ceil(N / images_per_node)
     extraction_nodes   = ceil(N * CPU seconds per image / (cores * efficiency * seconds in the window))
-    latency(N)         = c * N ** alpha, (c, alpha) fitted in log-log space to measured points
+    latency(N)         = fixed + per_sqrt * sqrt(N), fitted to measured points (see `SqrtLaw`)
 """
 
 from __future__ import annotations
@@ -58,14 +58,20 @@ class PerImage:
 
 
 @dataclass(frozen=True)
-class PowerLaw:
-    """latency(N) = c * N ** alpha, fitted on measured (N, seconds) points."""
+class SqrtLaw:
+    """latency(N) = fixed + per_sqrt * sqrt(N), fitted on measured (N, seconds) points.
 
-    c: float
-    alpha: float
+    Why this shape: imgprov's IVF indexes get about sqrt(N) lists (`ivf_lists_for`) and probe a fixed
+    number of them, so a search compares against O(sqrt(N)) centroids and scans O(N / sqrt(N)) codes
+    per probed list; what remains (query extraction, OS2OS voting on the neighbours found,
+    re-ranking a fixed shortlist) does not grow with N.
+    """
+
+    fixed: float
+    per_sqrt: float
 
     def at(self, count: float) -> float:
-        return self.c * count**self.alpha
+        return self.fixed + self.per_sqrt * math.sqrt(count)
 
 
 def disk_bytes(count: float, per_image: PerImage) -> float:
@@ -106,17 +112,23 @@ def extraction_nodes(
     return max(1, math.ceil(count * cpu_seconds_per_image / (node.cores * efficiency * window_s)))
 
 
-def fit_power_law(points: Sequence[tuple[float, float]]) -> PowerLaw:
-    """Least squares in log-log space over (N, seconds) points (at least two distinct N)."""
+def fit_sqrt_law(points: Sequence[tuple[float, float]]) -> SqrtLaw:
+    """Least squares of seconds on sqrt(N) over (N, seconds) points (at least two distinct N), with
+    both coefficients kept non-negative (noise must not make latency fall as N grows)."""
     if len({n for n, _ in points}) < 2:
-        raise ValueError("a power law needs measurements at two sizes at least")
-    xs = [math.log(n) for n, _ in points]
-    ys = [math.log(seconds) for _, seconds in points]
+        raise ValueError("a fit needs measurements at two sizes at least")
+    xs = [math.sqrt(n) for n, _ in points]
+    ys = [seconds for _, seconds in points]
     mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
-    alpha = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
         (x - mean_x) ** 2 for x in xs
     )
-    return PowerLaw(math.exp(mean_y - alpha * mean_x), alpha)
+    if slope <= 0:
+        return SqrtLaw(mean_y, 0.0)
+    fixed = mean_y - slope * mean_x
+    if fixed < 0:
+        return SqrtLaw(0.0, sum(x * y for x, y in zip(xs, ys, strict=True)) / sum(x * x for x in xs))
+    return SqrtLaw(fixed, slope)
 
 
 def human_bytes(value: float) -> str:

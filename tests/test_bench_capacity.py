@@ -39,15 +39,18 @@ def test_shards_and_extraction_nodes_round_up_and_scale_with_the_work():
     assert model.extraction_nodes(one_day, 0.25, NODE, efficiency=1.0, window_s=43_200) == 2
 
 
-def test_power_law_fit_recovers_the_exponent_and_needs_two_sizes():
-    fit = model.fit_power_law(
-        [(1_000, 2e-3 * 1_000**0.5), (10_000, 2e-3 * 10_000**0.5), (1e5, 2e-3 * 1e5**0.5)]
-    )
-    assert fit.alpha == pytest.approx(0.5) and fit.c == pytest.approx(2e-3)
-    assert fit.at(1e6) == pytest.approx(2.0)
-    assert math.isclose(model.fit_power_law([(10, 1.0), (100, 1.0)]).alpha, 0.0, abs_tol=1e-12)
+def test_sqrt_law_fit_recovers_its_coefficients_and_stays_non_negative():
+    points = [(n, 0.4 + 0.002 * math.sqrt(n)) for n in (1_000, 10_000, 100_000)]
+    fit = model.fit_sqrt_law(points)
+    assert fit.fixed == pytest.approx(0.4) and fit.per_sqrt == pytest.approx(0.002)
+    assert fit.at(1e6) == pytest.approx(2.4)
+    falling = model.fit_sqrt_law([(1_000, 0.5), (10_000, 0.4)])
+    assert falling.per_sqrt == 0.0 and falling.at(1e9) == pytest.approx(0.45)
+    steep = model.fit_sqrt_law([(100, 0.001), (10_000, 1.0)])
+    assert steep.fixed == 0.0 and steep.per_sqrt > 0
+    assert steep.at(40_000) > steep.at(10_000)
     with pytest.raises(ValueError):
-        model.fit_power_law([(10, 1.0), (10, 2.0)])
+        model.fit_sqrt_law([(10, 1.0), (10, 2.0)])
 
 
 def test_human_units():
