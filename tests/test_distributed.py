@@ -1,6 +1,6 @@
 """Distributed indexing on a real local Ray cluster of 2 worker processes: the same collection as the
-threaded path, listing files with file:// and http:// URLs, and resuming after a killed worker or a
-killed driver without duplicates."""
+threaded path, listing files with file:// and http:// URLs (C2PA credentials kept), and resuming
+after a killed worker or a killed driver without duplicates."""
 
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from imgprov import presets
 from imgprov.check import check_collection
 from imgprov.collection import Collection
+from imgprov.provenance.testing import created_action, encode, make_signing_chain, sign_image
 from imgprov.search import search
 from tests.support import jpeg, photo, write_jpeg
 
@@ -142,7 +144,15 @@ def test_ray_gives_the_same_collection_as_the_threaded_path(tmp_path, photo_db, 
 
 def test_listing_with_file_and_http_urls_and_bad_lines(tmp_path, web_folder, photo_paths):
     folder, base = web_folder
-    write_jpeg(folder / "served.jpg", photo("chelsea.png"))
+    chain = make_signing_chain("Test Photo Desk", "imgprov test agency")
+    signed = sign_image(
+        encode(Image.fromarray(photo("chelsea.png"))),
+        "image/jpeg",
+        chain,
+        title="original",
+        actions=[created_action("TestCam 1.0", when="2026-01-02T03:04:05Z")],
+    )
+    (folder / "served.jpg").write_bytes(signed)
     local = photo_paths[0].resolve()
     listing = tmp_path / "listing.txt"
     listing.write_text(
@@ -171,6 +181,14 @@ def test_listing_with_file_and_http_urls_and_bad_lines(tmp_path, web_folder, pho
         (f"{base}/missing.jpg", f"{base}/missing.jpg: cannot fetch (HTTP 404 File not found)")
     ]
     assert top_match(db, jpeg(photo("chelsea.png"), 60)) == f"{base}/served.jpg"
+    collection = Collection.open(db)
+    record = collection.catalogue.image_by_path(f"{base}/served.jpg")
+    credentials = collection.credentials([record.id])[record.id]
+    assert credentials.raw_store and credentials.raw_store in signed
+    assert credentials.signer.common_name == "Test Photo Desk"
+    assert credentials.summary()["state"] == "valid-untrusted"
+    assert [action.action for action in credentials.actions] == ["c2pa.created"]
+    collection.close()
 
 
 def test_cli_listing_reports_each_bad_entry_on_one_line(tmp_path, photo_paths):
