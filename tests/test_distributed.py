@@ -210,6 +210,13 @@ def test_cli_listing_reports_each_bad_entry_on_one_line(tmp_path, photo_paths):
     )
 
 
+def test_an_unreachable_cluster_is_one_line_and_leaves_no_index(tmp_path, photo_paths):
+    done = cli("index", "--db", str(tmp_path / "db"), "--ray", "127.0.0.1:1", str(photo_paths[0]))
+    assert done.returncode == 1
+    assert done.stderr == "imgprov: error: cannot reach the Ray cluster at 127.0.0.1:1: Connection refused\n"
+    assert not (tmp_path / "db").exists()
+
+
 @pytest.mark.skipif(importlib.util.find_spec("boto3") is not None, reason="boto3 is installed")
 def test_s3_listing_without_boto3_is_one_line_saying_what_to_install(tmp_path):
     listing = tmp_path / "listing.txt"

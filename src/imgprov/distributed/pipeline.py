@@ -20,6 +20,7 @@ import contextlib
 import logging
 import math
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -38,6 +39,8 @@ from imgprov.index import IndexReport, Progress
 from imgprov.provenance import TrustAnchors
 
 LOCAL = "local"
+CONNECT_SECONDS = 10.0
+"""How long a HOST:PORT cluster address may take to accept a connection."""
 OBJECT_STORE_BYTES = 512 << 20
 """Object store of a `--ray local` cluster: rows of a few batches in flight, not a whole collection."""
 
@@ -73,6 +76,8 @@ def ray_cluster(conf: RayConf) -> Iterator[None]:
         if not isinstance(handler, logging.FileHandler):
             handler.setLevel(logging.ERROR)
     options = {"log_to_driver": False, "include_dashboard": False, "configure_logging": False}
+    if conf.address != LOCAL:
+        _check_reachable(conf.address)
     try:
         if conf.address == LOCAL:
             ray.init(num_cpus=conf.workers, object_store_memory=OBJECT_STORE_BYTES, **options)
@@ -132,6 +137,19 @@ def index_sources(
         if progress:
             progress(len(rows))
     return report
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once with one line when a HOST:PORT address does not accept connections (Ray itself
+    retries for minutes); "auto" and ray:// addresses are left to Ray."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {reason}") from None
 
 
 def _known_sha256(collection: Collection, source: str) -> str:
