@@ -247,7 +247,7 @@ class DistributedStore(StoredFeatures):
     @classmethod
     def open(cls, location: Location) -> DistributedStore:
         """Open an existing collection for reading."""
-        catalogue = _open_catalogue(location)
+        catalogue = _open_catalogue(location, create=False)
         try:
             catalogue.check_schema()
             return cls(location, catalogue, connect(location.host, location.port))
@@ -267,7 +267,7 @@ class DistributedStore(StoredFeatures):
     ) -> Iterator[DistributedStore]:
         """Open for writing (creating the collection if `create`), holding the writer lock; an
         interrupted earlier write is rolled back or finished first (`removed_leftovers` says how)."""
-        catalogue = _open_catalogue(location)
+        catalogue = _open_catalogue(location, create=create)
         try:
             alias = connect(location.host, location.port)
             with catalogue.database.writer_lock(wait_seconds):
@@ -490,5 +490,5 @@ def _grown(vector_set: MilvusVectors, target: MilvusIndex) -> bool:
     )
 
 
-def _open_catalogue(location: Location) -> DistributedCatalogue:
-    return DistributedCatalogue(location.describe(), SqlDatabase(location.sql, location.name))
+def _open_catalogue(location: Location, *, create: bool) -> DistributedCatalogue:
+    return DistributedCatalogue(location.describe(), SqlDatabase(location.sql, location.name, create=create))

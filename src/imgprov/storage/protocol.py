@@ -58,6 +58,7 @@ class Store(Protocol):
     root: object
     catalogue: ImageCatalogue
     feature_conf: object
+    local_conf: object
     global_conf: object | None
     global_set: object | None
     object_conf: object | None

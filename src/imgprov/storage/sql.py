@@ -36,11 +36,14 @@ class SqlDatabase:
     """A connection to the catalogue database of one collection, in autocommit mode between
     explicit transactions."""
 
-    def __init__(self, url: str, name: str):
+    def __init__(self, url: str, name: str, *, create: bool = False):
         self.url = url
         self.name = name
         self.dialect = "sqlite" if urlsplit(url).scheme == "sqlite" else "postgresql"
-        self._connection = _connect_sqlite(url) if self.dialect == "sqlite" else _connect_postgres(url, name)
+        if self.dialect == "sqlite":
+            self._connection = _connect_sqlite(url, create=create)
+        else:
+            self._connection = _connect_postgres(url, name, create=create)
         self._in_transaction = False
 
     @property
@@ -50,16 +53,18 @@ class SqlDatabase:
     def close(self) -> None:
         self._connection.close()
 
-    def statement(self, sql: str) -> str:
+    def statement(self, sql: str, *, with_params: bool = True) -> str:
         """`sql` in this database's dialect (placeholders and type names)."""
         if not self.postgres:
             return sql
         for sqlite_type, postgres_type in POSTGRES_TYPES:
             sql = sql.replace(sqlite_type, postgres_type)
-        return sql.replace("?", "%s")
+        return sql.replace("%", "%%").replace("?", "%s") if with_params else sql
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Run one statement; returns a cursor (`fetchone`, `fetchall`, iteration)."""
+        if not params:
+            return self._run(lambda: self._connection.execute(self.statement(sql, with_params=False)))
         return self._run(lambda: self._connection.execute(self.statement(sql), tuple(params)))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -125,8 +130,10 @@ class SqlDatabase:
             raise
 
 
-def _connect_sqlite(url: str) -> sqlite3.Connection:
+def _connect_sqlite(url: str, *, create: bool) -> sqlite3.Connection:
     path = Path(_sqlite_path(url))
+    if not create and not path.is_file():
+        raise IndexStoreError(f"{path}: no imgprov catalogue here (run `imgprov index --db URL PATH...`)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
@@ -149,14 +156,15 @@ def _sqlite_path(url: str) -> str:
     return path[1:]
 
 
-def _connect_postgres(url: str, schema: str):
+def _connect_postgres(url: str, schema: str, *, create: bool):
     try:
         import psycopg
     except ImportError:
         raise IndexStoreError("a PostgreSQL catalogue needs psycopg: pip install 'imgprov[scale]'") from None
     try:
         connection = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
-        connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        if create:
+            connection.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         connection.execute(f'SET search_path TO "{schema}"')
     except psycopg.Error as exc:
         raise IndexStoreError(f"{_safe(url)}: cannot connect to PostgreSQL ({_first_line(exc)})") from None
