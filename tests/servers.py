@@ -11,6 +11,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -57,80 +58,110 @@ def missing() -> str | None:
 @contextlib.contextmanager
 def running_servers(workdir: Path) -> Iterator[Servers]:
     """Start Milvus and PostgreSQL under `workdir`; stop them when the block ends."""
-    with _postgres(workdir / "postgres") as postgres_url, _milvus(workdir / "milvus") as (host, port):
+    with _postgres() as postgres_url, _milvus(workdir / "milvus") as (host, port):
         yield Servers(host, port, postgres_url)
 
 
 @contextlib.contextmanager
 def _milvus(data_dir: Path) -> Iterator[tuple[str, int]]:
+    """A standalone Milvus whose every port is free: its embedded etcd gets a configuration file
+    with its own client and peer ports (by default it takes 2379 and 2380, so a second server on the
+    machine would fail)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from milvus import MilvusServer
+        import milvus
+        from milvus import MilvusServer, MilvusServerConfig
 
-    server = MilvusServer()
-    server.set_base_dir(str(data_dir))
-    server.config.set("proxy_port", _free_port())
+    data_dir.mkdir(parents=True)
+    template = Path(milvus.__file__).parent / "data" / "config.yaml.template"
+    text = template.read_text()
+    embedded = "  use:\n    embed: true"
+    assert embedded in text, "the milvus package's configuration template changed"
+    own_template = data_dir / "milvus.yaml.template"
+    own_template.write_text(
+        text.replace(embedded, embedded + "\n  config:\n    path: {{ etcd_config_path }}", 1)
+    )
+    client, peer, proxy = _free_port(), _free_port(), _free_port()
+    etcd_config = data_dir / "etcd.yaml"
+    etcd_config.write_text(
+        "name: default\n"
+        f"listen-client-urls: http://127.0.0.1:{client}\n"
+        f"advertise-client-urls: http://127.0.0.1:{client}\n"
+        f"listen-peer-urls: http://127.0.0.1:{peer}\n"
+        f"initial-advertise-peer-urls: http://127.0.0.1:{peer}\n"
+        f"initial-cluster: default=http://127.0.0.1:{peer}\n"
+    )
+    config = MilvusServerConfig(template=str(own_template), data_dir=str(data_dir / "server"))
+    config.glog_conf_file = str(template.parent / "glog.conf")
+    server = MilvusServer(config)
+    config.set("etcd_config_path", str(etcd_config))
+    config.set("etcd_port", client)
+    config.set("proxy_port", proxy)
     server.start()
     try:
-        yield "127.0.0.1", server.listen_port
+        yield "127.0.0.1", proxy
     finally:
         server.stop()
-        if server.config.base_data_dir:
-            shutil.rmtree(server.config.base_data_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def _postgres(data_dir: Path) -> Iterator[str]:
-    """An initdb'd cluster owned by the `postgres` user when run as root, trust authentication on
-    127.0.0.1 only; yields its URL."""
+def _postgres() -> Iterator[str]:
+    """An initdb'd cluster, trust authentication on 127.0.0.1 only; yields its URL.
+
+    PostgreSQL refuses to run as root: then the cluster lives in a new directory of its own under
+    the system's temporary directory, owned by the `postgres` user (who could not reach one inside
+    root's private temporary folders), and runs as that user.
+    """
     binaries = _postgres_bin()
     assert binaries is not None
-    data_dir.mkdir(parents=True)
-    as_user = _as_postgres_user(data_dir)
+    data_dir = Path(tempfile.mkdtemp(prefix="imgprov-postgres-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(POSTGRES_USER)
+        os.chown(data_dir, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", POSTGRES_USER, "--"]
     port = _free_port()
-    subprocess.run(
-        [*as_user, str(binaries / "initdb"), "-D", str(data_dir / "data"), "-A", "trust", "-U", "imgprov"],
-        check=True,
-        capture_output=True,
-    )
-    server = subprocess.Popen(
-        [
-            *as_user,
-            str(binaries / "postgres"),
-            "-D",
-            str(data_dir / "data"),
-            "-p",
-            str(port),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            f"unix_socket_directories={data_dir}",
-            "-c",
-            "fsync=off",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(data_dir / "postgres.log").open("w"),
-    )
+    server = None
     try:
+        subprocess.run(
+            [
+                *as_user,
+                str(binaries / "initdb"),
+                "-D",
+                str(data_dir / "data"),
+                "-A",
+                "trust",
+                "-U",
+                "imgprov",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        server = subprocess.Popen(
+            [
+                *as_user,
+                str(binaries / "postgres"),
+                "-D",
+                str(data_dir / "data"),
+                "-p",
+                str(port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={data_dir}",
+                "-c",
+                "fsync=off",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _wait_for_port(port, server)
-        url = f"postgresql://imgprov@127.0.0.1:{port}/postgres"
-        yield url
+        yield f"postgresql://imgprov@127.0.0.1:{port}/postgres"
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
         shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def _as_postgres_user(directory: Path) -> list[str]:
-    """The prefix running a command as `postgres` (PostgreSQL refuses to run as root)."""
-    if os.geteuid() != 0:
-        return []
-    user = pwd.getpwnam(POSTGRES_USER)
-    for path in (directory, *directory.parents):
-        if path == Path(tempfile.gettempdir()) or path == Path("/"):
-            break
-        os.chown(path, user.pw_uid, user.pw_gid)
-    return ["runuser", "-u", POSTGRES_USER, "--"]
 
 
 def _postgres_bin() -> Path | None:
@@ -162,6 +193,7 @@ def main() -> None:
     reason = missing()
     if reason:
         sys.exit(f"cannot start the servers: {reason}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with (
         tempfile.TemporaryDirectory(prefix="imgprov-servers-") as workdir,
         running_servers(Path(workdir)) as servers,

@@ -267,9 +267,9 @@ class DistributedStore(StoredFeatures):
     ) -> Iterator[DistributedStore]:
         """Open for writing (creating the collection if `create`), holding the writer lock; an
         interrupted earlier write is rolled back or finished first (`removed_leftovers` says how)."""
+        alias = connect(location.host, location.port)
         catalogue = _open_catalogue(location, create=create)
         try:
-            alias = connect(location.host, location.port)
             with catalogue.database.writer_lock(wait_seconds):
                 if create:
                     catalogue.create()
