@@ -202,6 +202,7 @@ class DistributedStore(StoredFeatures):
         self.catalogue = catalogue
         self.alias = alias
         self.removed_leftovers: list[str] = []
+        self.generation = catalogue.meta("generation", "0") or "0"
         self._object_stage = None
         self.object_whitening = None
         self.feature_conf = recorded_preset(catalogue, "preset.local_features", presets.local_features)
@@ -288,7 +289,7 @@ class DistributedStore(StoredFeatures):
 
     def vector_files(self) -> dict[str, str]:
         """What changes with every write (the embedded store's vector file names): the generation."""
-        return {"generation": self.catalogue.meta("generation", "0") or "0"}
+        return {"generation": self.generation}
 
     def latest_generation(self) -> str:
         """The generation committed now (this store's own view may be older)."""
@@ -454,8 +455,8 @@ class DistributedStore(StoredFeatures):
         for vector_set in self.vector_sets:
             vector_set.ntotal = int(db.execute(VECTOR_COUNTS[vector_set.name]).fetchone()[0])
             self.catalogue.set_meta(f"vectors.{vector_set.name}.count", str(vector_set.ntotal))
-        generation = int(self.catalogue.meta("generation", "0") or 0) + 1
-        self.catalogue.set_meta("generation", str(generation))
+        self.generation = str(int(self.catalogue.meta("generation", "0") or 0) + 1)
+        self.catalogue.set_meta("generation", self.generation)
 
     def _update_layouts(self) -> None:
         """Give each vector set the Milvus index its size calls for (logged as an event)."""
