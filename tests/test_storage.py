@@ -309,3 +309,16 @@ def test_index_type_follows_the_set_size(servers):
         _, found = exact_set.search(queries, 10)
         assert np.mean(found[:, 0] == ids[:50]) > 0.8, index.kind
     exact_set.drop()
+
+
+def test_locations():
+    embedded = parse_location("data/db")
+    assert embedded.embedded and embedded.path == Path("data/db")
+    url = "milvus://milvus.example:19531/photos?sql=postgresql://imgprov:secret@pg.example:5432/imgprov"
+    distributed = parse_location(url)
+    assert (distributed.host, distributed.port, distributed.name) == ("milvus.example", 19531, "photos")
+    assert distributed.sql == "postgresql://imgprov:secret@pg.example:5432/imgprov"
+    assert "secret" not in distributed.describe() and "***" in distributed.describe()
+    assert parse_location("milvus://localhost/x?sql=sqlite:///x.sqlite").port == 19530
+    with pytest.raises(LocationError, match="use a directory"):
+        parse_location("file:///tmp/db")
