@@ -26,7 +26,7 @@ from imgprov.migrate import MigrationError, migrate, source_presets, vector_coun
 from imgprov.presets import VectorIndexConf
 from imgprov.search import search
 from imgprov.storage import LocationError, open_store, parse_location, store_writer
-from imgprov.storage.milvus import HNSW_MAX_VECTORS, MilvusIndex, milvus_index_for
+from imgprov.storage.milvus import HNSW_MAX_VECTORS, MilvusIndex, milvus_index_for, next_index
 from tests.conftest import new_db_in
 from tests.support import jpeg, photo, write_jpeg
 
@@ -285,6 +285,11 @@ def test_index_type_follows_the_set_size(servers):
     assert milvus_index_for(1001, conf).kind == "HNSW"
     ivfpq = milvus_index_for(HNSW_MAX_VECTORS + 1, conf)
     assert ivfpq.kind == "IVF_PQ" and ivfpq.build["m"] == 16 and ivfpq.search["nprobe"] == 16
+    flat, hnsw = milvus_index_for(0, conf), milvus_index_for(1001, conf)
+    assert next_index(flat, 1001, conf) == hnsw and next_index(hnsw, 1500, conf) is None
+    assert next_index(hnsw, 999, conf) is None and next_index(hnsw, 500, conf) == flat
+    assert next_index(hnsw, HNSW_MAX_VECTORS + 1, conf) == ivfpq
+    assert next_index(ivfpq, 4 * HNSW_MAX_VECTORS, conf).build["nlist"] == 2 * ivfpq.build["nlist"]
     rng = np.random.default_rng(3)
     vectors = rng.random((4000, 128), dtype=np.float32)
     ids = (np.arange(4000, dtype=np.int64) // 100 + 1) << 16 | np.arange(4000) % 100

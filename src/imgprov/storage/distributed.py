@@ -51,7 +51,7 @@ from imgprov.objects.conf import ObjectConf, object_preset
 from imgprov.objects.embed import raw_dim
 from imgprov.presets import VectorIndexConf
 from imgprov.storage.location import Location
-from imgprov.storage.milvus import MilvusIndex, MilvusVectors, connect, milvus_index_for
+from imgprov.storage.milvus import MilvusIndex, MilvusVectors, connect, milvus_index_for, next_index
 from imgprov.storage.sql import SqlDatabase
 from imgprov.store import Catalogue
 from imgprov.vectors import vector_ids
@@ -461,9 +461,9 @@ class DistributedStore(StoredFeatures):
     def _update_layouts(self) -> None:
         """Give each vector set the Milvus index its size calls for (logged as an event)."""
         for vector_set in self.vector_sets:
-            target = milvus_index_for(vector_set.ntotal, vector_set.conf)
             current = vector_set.index
-            if target.kind == current.kind and not _grown(vector_set, target):
+            target = next_index(current, vector_set.ntotal, vector_set.conf)
+            if target is None:
                 continue
             started = time.perf_counter()
             vector_set.set_index(target)
@@ -480,15 +480,6 @@ class DistributedStore(StoredFeatures):
                         "seconds": round(time.perf_counter() - started, 2),
                     },
                 )
-
-
-def _grown(vector_set: MilvusVectors, target: MilvusIndex) -> bool:
-    """Whether an IVF_PQ index should get more lists: the set outgrew the size it was built for."""
-    return (
-        target.kind == "IVF_PQ"
-        and target.build.get("nlist") != vector_set.index.build.get("nlist")
-        and (target.build.get("nlist", 0) >= 2 * vector_set.index.build.get("nlist", 0))
-    )
 
 
 def _open_catalogue(location: Location, *, create: bool) -> DistributedCatalogue:

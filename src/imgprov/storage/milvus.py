@@ -34,6 +34,7 @@ HNSW_EF = 64
 """HNSW search list size (raised to k when more neighbours are asked for)."""
 MILVUS_METRICS = {"l2": "L2", "ip": "IP"}
 MAX_NLIST = 65_536
+INDEX_ORDER = ("FLAT", "HNSW", "IVF_PQ")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,22 @@ def milvus_index_for(count: int, conf: VectorIndexConf) -> MilvusIndex:
         build={"nlist": nlist, "m": conf.pq_bytes, "nbits": 8},
         search={"nprobe": min(conf.nprobe, nlist)},
     )
+
+
+def next_index(current: MilvusIndex, count: int, conf: VectorIndexConf) -> MilvusIndex | None:
+    """The index a set of `count` vectors should switch to from `current`, or None to keep it.
+
+    As `milvus_index_for`, with hysteresis: a shrinking set keeps its index until it would stay in
+    the smaller class at twice its size, and an IVF_PQ index is rebuilt when the set has grown
+    enough to double its lists.
+    """
+    target = milvus_index_for(count, conf)
+    if target.kind == current.kind:
+        grown = target.build.get("nlist", 0) >= 2 * current.build.get("nlist", 0) > 0
+        return target if grown else None
+    if INDEX_ORDER.index(target.kind) < INDEX_ORDER.index(current.kind):
+        return target if milvus_index_for(2 * count, conf).kind == target.kind else None
+    return target
 
 
 def connect(host: str, port: int) -> str:
