@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo serve test stress corpus bench detector chromium clean
+.PHONY: install demo serve test test-distributed stress corpus bench detector chromium postgres clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,27 @@ chromium:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	} || echo "make: could not install chromium; the browser test will be skipped"
 
-test: install chromium
+# Debian's PostgreSQL server for the distributed store's tests (tests/servers.py starts it, and
+# Milvus from the `milvus` package, on loopback); apt-get needs root (CI) or password-less sudo.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	} || echo "make: could not install postgresql; the distributed store's tests will be skipped"
+
+# The whole suite (tests/test_storage.py against both stores), then the tests whose collections
+# depend on the store once more on Milvus + PostgreSQL.
+STORE_TESTS := tests/test_search.py tests/test_global.py tests/test_restore.py tests/test_cli.py tests/test_service_api.py
+
+test: install chromium postgres
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
 	$(PY) -m pytest
+	IMGPROV_TEST_STORE=distributed $(PY) -m pytest $(STORE_TESTS)
+
+test-distributed: install postgres
+	IMGPROV_TEST_STORE=distributed $(PY) -m pytest $(STORE_TESTS) tests/test_storage.py
 
 # Long reliability runs (issue 8): 150 SIGKILLs, 20,000 hostile inputs, 60 s of 16 clients;
 # results in docs/benchmarks/stress.md and docs/benchmarks.md.

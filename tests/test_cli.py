@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from tests.conftest import TEST_STORE, new_db_in
 from tests.support import jpeg, photo, write_jpeg
 from tests.test_images import huge_png
 
@@ -22,15 +23,15 @@ def imgprov(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def cli_db(tmp_path_factory, photo_paths) -> Path:
-    folder = tmp_path_factory.mktemp("cli")
-    db = folder / "db"
-    done = imgprov("index", "--db", str(db), *(str(path) for path in photo_paths[:6]))
+def cli_db(request, tmp_path_factory, photo_paths) -> str:
+    """Six photos indexed by the CLI in the store under test (`IMGPROV_TEST_STORE`)."""
+    db = new_db_in(TEST_STORE, request, tmp_path_factory)
+    done = imgprov("index", "--db", db, *(str(path) for path in photo_paths[:6]))
     assert done.returncode == 0, done.stderr
     return db
 
 
-def catalogue_state(db: Path) -> tuple[str, str]:
+def catalogue_state(db: str) -> tuple[str, str]:
     info = json.loads(imgprov("info", "--db", str(db), "--json").stdout)
     return info["images"], info["local_vectors"]
 
@@ -92,6 +93,7 @@ def test_bad_inputs_give_one_line_and_leave_the_index_intact(cli_db, tmp_path, k
     assert imgprov("check", "--db", str(cli_db)).returncode == 0
 
 
+@pytest.mark.embedded_only
 def test_unwritable_db_and_wrong_arguments(tmp_path, photo_paths):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -108,6 +110,7 @@ def test_unwritable_db_and_wrong_arguments(tmp_path, photo_paths):
         assert done.stderr.startswith("imgprov: error:")
 
 
+@pytest.mark.embedded_only
 def test_damaged_index_is_reported_not_crashed(tmp_path, photo_paths):
     db = tmp_path / "db"
     assert imgprov("index", "--db", str(db), str(photo_paths[0])).returncode == 0

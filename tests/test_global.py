@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from imgprov import presets
-from imgprov.check import check_collection
-from imgprov.collection import Collection
+from imgprov.check import check_store
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.index import index_paths, remove_paths
 from imgprov.presets import VectorIndexConf
 from imgprov.search import search
+from imgprov.storage import open_store, store_writer
 from imgprov.store import VectorFileState
 from imgprov.vectors import VectorSet, layout_of, vector_ids
 from tests.support import jpeg, photo
@@ -38,6 +38,7 @@ def distractors(real: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     return (block / np.linalg.norm(block, axis=1, keepdims=True)).astype(np.float32)
 
 
+@pytest.mark.embedded_only
 def test_compressed_index_finds_the_originals_of_benign_copies(tmp_path, extractor):
     originals = extractor.embed([photo(name) for name in NAMES])
     noise = distractors(originals, 12000)
@@ -80,22 +81,22 @@ def test_single_stages(photo_collection, extractor, stage):
         assert result.matches[0].inliers == 0 and result.matches[0].regions == ()
 
 
-def test_index_survives_add_remove_readd(tmp_path, photo_paths, extractor):
+def test_index_survives_add_remove_readd(tmp_path, photo_paths, extractor, new_db):
     folder = tmp_path / "originals"
     folder.mkdir()
     files = []
     for source in photo_paths[:5]:
         files.append(Path(shutil.copyfile(source, folder / source.name)))
-    db = tmp_path / "db"
-    with Collection.writer(db) as collection:
+    db = new_db()
+    with store_writer(db) as collection:
         index_paths(collection, files)
-    with Collection.writer(db, create=False) as collection:
+    with store_writer(db, create=False) as collection:
         remove_paths(collection, [files[0]])
-    with Collection.writer(db, create=False) as collection:
+    with store_writer(db, create=False) as collection:
         report = index_paths(collection, files)
     assert len(report.added) == 1 and len(report.unchanged) == 4
-    collection = Collection.open(db)
-    assert collection.global_set.state.count == 5
-    assert check_collection(collection, repair=False).problems == []
+    collection = open_store(db)
+    assert collection.global_index().ntotal == 5
+    assert check_store(collection, repair=False).problems == []
     query = jpeg(BENIGN["rotated10"](photo(files[0].name)), 60)
     assert search(collection, query, presets.search(), embedder=extractor).matches[0].path == str(files[0])

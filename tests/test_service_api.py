@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import shutil
 import socket
 import threading
 import time
@@ -21,14 +20,17 @@ from typer.testing import CliRunner
 
 from imgprov.demo import UNRELATED_PHOTO, make_queries, skimage_data_dir
 from imgprov.errors import ImageTooLarge
+from imgprov.migrate import migrate, source_presets
 from imgprov.results import Match, MatchRegion, SearchResult
 from imgprov.service.adapters import DONOR, HOST, match_roles
 from imgprov.service.app import create_app
 from imgprov.service.cli import register
-from imgprov.service.originals import ORIGINALS_FOLDER
+from imgprov.service.originals import originals_folder
 from imgprov.service.server import background_server
 from imgprov.service.settings import TOKEN_ENV, ServiceSettings, SettingsError
 from imgprov.service.uploads import display_name, read_upload, sniff_image
+from imgprov.storage import open_store, store_writer
+from tests.conftest import TEST_STORE, new_db_in
 
 TOKEN = "test-token-0123456789abcdef"
 WRONG_TOKEN = "test-token-0123456789abcdeX"
@@ -59,10 +61,13 @@ def assert_error(response, status: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def service_db(photo_db, tmp_path_factory) -> Path:
-    """A private copy of the photo index: these tests add and remove originals."""
-    db = tmp_path_factory.mktemp("service") / "db"
-    shutil.copytree(photo_db, db)
+def service_db(photo_db, request, tmp_path_factory) -> str:
+    """A private copy of the photo index in the store under test, made by `imgprov migrate` (ids
+    and all): these tests add and remove originals."""
+    db = new_db_in(TEST_STORE, request, tmp_path_factory)
+    source = open_store(photo_db)
+    with store_writer(db, presets=source_presets(source)) as target:
+        migrate(source, target)
     return db
 
 
@@ -188,9 +193,9 @@ def test_adding_and_removing_an_original(client, service_db, queries):
     assert created.status_code == 201, created.text
     image = created.json()["image"]
     assert created.json()["created"] is True and created.headers["location"] == f"/v1/images/{image['id']}"
-    stored = service_db / ORIGINALS_FOLDER / f"{image['sha256']}.png"
+    stored = originals_folder(service_db) / f"{image['sha256']}.png"
     assert stored.read_bytes() == photo.read_bytes() and image["name"] == stored.name
-    assert not list(service_db.parent.rglob("evil.png"))
+    assert not list(originals_folder(service_db).parent.parent.rglob("evil.png"))
 
     again = client.post("/v1/images", files=image_file(photo), headers=auth())
     assert again.status_code == 200 and again.json() == {"image": image, "created": False}
@@ -214,7 +219,7 @@ def test_changes_need_the_token(client, service_db):
     assert_error(client.delete("/v1/images/1"), 401)
     assert_error(client.delete("/v1/images/1", headers=auth(WRONG_TOKEN)), 401)
     assert client.get("/v1/images/1").status_code == 200
-    assert not (service_db / ORIGINALS_FOLDER).exists() or not list((service_db / ORIGINALS_FOLDER).iterdir())
+    assert not originals_folder(service_db).exists() or not list(originals_folder(service_db).iterdir())
 
 
 def test_a_server_without_token_is_read_only(service_db):
@@ -319,8 +324,9 @@ def test_declared_oversized_body_is_refused(service_db):
         assert "limit" in assert_error(declared, 413)
 
 
+@pytest.mark.embedded_only
 def test_ids_cannot_name_paths(client, service_db):
-    before = sorted(path.name for path in service_db.iterdir())
+    before = sorted(path.name for path in Path(service_db).iterdir())
     for path in (
         "/v1/images/..%2F..%2Fetc%2Fpasswd",
         "/v1/images/%2e%2e%2fimgprov.sqlite",
@@ -336,7 +342,7 @@ def test_ids_cannot_name_paths(client, service_db):
         status = client.get(path).status_code
         assert status in (400, 404), path
         assert client.delete(path, headers=auth()).status_code in (400, 404, 405), path
-    assert sorted(path.name for path in service_db.iterdir()) == before
+    assert sorted(path.name for path in Path(service_db).iterdir()) == before
     assert client.get("/v1/health").json()["images"] == 14
 
 

@@ -20,6 +20,9 @@ from imgprov.collection import GLOBAL, LOCAL, OBJECTS, Collection
 from imgprov.errors import IndexCorrupt
 from imgprov.extract.rootsift import DESCRIPTOR_DIM
 from imgprov.extract.sscd import EMBEDDING_DIM
+from imgprov.storage.distributed import VECTORS_BY_IMAGE, DistributedStore
+from imgprov.storage.milvus import MilvusVectors
+from imgprov.storage.protocol import Store
 from imgprov.vectors import VectorSet, layout_of, split_ids
 
 GEOMETRY_BYTES_PER_KEYPOINT = 4 * 4
@@ -84,6 +87,7 @@ class CheckReport:
     problems: list[str] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -106,12 +110,20 @@ class CheckReport:
             "the next write or `imgprov check --repair` deletes it"
             for name in self.leftovers
         ]
+        lines += [f"note: {note}" for note in self.notes]
         lines += [f"repaired: {action}" for action in self.repaired]
         if self.damage:
             lines.append("the catalogue itself is damaged; restore the index directory from a backup")
         elif self.problems and not self.repaired:
-            lines.append("run `imgprov check --repair` (with the same --db) to rebuild the vector files")
+            lines.append("run `imgprov check --repair` (with the same --db) to rebuild the vectors")
         return lines
+
+
+def check_store(store: Store, *, repair: bool) -> CheckReport:
+    """`check_collection` for the embedded store, `check_distributed` for a distributed one."""
+    if isinstance(store, Collection):
+        return check_collection(store, repair=repair)
+    return check_distributed(store, repair=repair)
 
 
 def check_collection(collection: Collection, *, repair: bool) -> CheckReport:
@@ -136,6 +148,69 @@ def check_collection(collection: Collection, *, repair: bool) -> CheckReport:
         report.leftovers = []
     report.vectors = {vector_set.name: vector_set.state.count for vector_set in collection.vector_sets}
     return report
+
+
+def check_distributed(store: DistributedStore, *, repair: bool) -> CheckReport:
+    """Check a distributed store: its catalogue, then each Milvus collection against it (which
+    images' vectors it holds, and how many); with `repair` (a writer, see `store_writer`), rebuild
+    the Milvus collections when any disagrees. Images of an interrupted write were already rolled
+    back or removed when the writer opened (`removed_leftovers`)."""
+    report = CheckReport(images=store.catalogue.image_count())
+    report.damage = distributed_catalogue_damage(store)
+    if not report.damage:
+        hidden = set(store.catalogue.hidden_ids())
+        for vector_set in store.vector_sets:
+            report.problems += milvus_problems(store, vector_set, hidden)
+        if hidden:
+            report.notes.append(
+                f"{len(hidden)} images of a write in progress or interrupted are not visible yet; "
+                "the next write or `imgprov check --repair` finishes an interrupted one"
+            )
+    if repair:
+        report.repaired += store.removed_leftovers
+        if report.problems:
+            store.rebuild_vectors()
+            report.repaired += [
+                f"rebuilt {vector_set.name} vectors in Milvus collection {vector_set.collection_name}"
+                for vector_set in store.vector_sets
+            ]
+        report.notes = []
+    report.vectors = {vector_set.name: vector_set.ntotal for vector_set in store.vector_sets}
+    return report
+
+
+def distributed_catalogue_damage(store: DistributedStore) -> list[str]:
+    """What is inconsistent inside a distributed store's SQL catalogue (committed images)."""
+    checks = CATALOGUE_CHECKS + (GLOBAL_CHECKS if store.global_set is not None else ())
+    checks += OBJECT_CHECKS if store.object_set is not None else ()
+    damage = []
+    for query, finding in checks:
+        count = int(store.catalogue.database.execute(query).fetchone()[0])
+        if count:
+            damage.append(f"{count} {finding}")
+    return damage
+
+
+def milvus_problems(store: DistributedStore, vector_set: MilvusVectors, hidden: set[int]) -> list[str]:
+    """How one Milvus collection disagrees with the catalogue's committed images."""
+    expected = dict(store.catalogue.database.execute(VECTORS_BY_IMAGE[vector_set.name]).fetchall())
+    total = sum(expected.values())
+    if vector_set.ntotal != total:
+        return [
+            f"catalogue records {vector_set.ntotal} {vector_set.name} vectors but the images hold {total}"
+        ]
+    if not vector_set.exists():
+        return [f"Milvus has no collection {vector_set.collection_name}"]
+    found = {
+        image_id: count for image_id, count in vector_set.counts_by_image().items() if image_id not in hidden
+    }
+    if found != expected:
+        held = sum(found.values())
+        return [
+            f"Milvus collection {vector_set.collection_name} holds {held} vectors of {len(found)} images, "
+            f"the catalogue {total} of {len(expected)}"
+        ]
+    return []
 
 
 def catalogue_damage(collection: Collection) -> list[str]:

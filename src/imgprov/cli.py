@@ -17,8 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from imgprov import __version__, presets
-from imgprov.check import check_collection
-from imgprov.collection import Collection, CollectionPresets
+from imgprov.check import check_store
+from imgprov.collection import CollectionPresets
 from imgprov.compare.cli import explain_top_match, print_comparison
 from imgprov.compare.cli import register as register_compare
 from imgprov.compare.conf import compare_preset
@@ -28,7 +28,9 @@ from imgprov.errors import ImgprovError
 from imgprov.extract.sscd import GLOBAL_PRESETS, SSCDExtractor
 from imgprov.images import load_image, read_image_bytes
 from imgprov.index import discover_images, index_paths, remove_paths
-from imgprov.info import collection_info, image_info
+from imgprov.info import image_info, store_info
+from imgprov.migrate import migrate as run_migration
+from imgprov.migrate import source_presets
 from imgprov.objects.conf import OBJECT_PRESETS
 from imgprov.provenance import TrustAnchors, mime_type_for, read_manifest
 from imgprov.render import draw_roles, draw_vote_map, write_png
@@ -36,6 +38,7 @@ from imgprov.reporting import provenance_report
 from imgprov.results import SearchResult
 from imgprov.search import search as run_search
 from imgprov.service.cli import register as register_serve
+from imgprov.storage import open_store, store_writer
 from imgprov.store import default_db_dir
 
 app = typer.Typer(
@@ -53,9 +56,12 @@ TrustOption = Annotated[
     typer.Option("--trust-anchors", help="PEM file of C2PA trust anchors: signers they certify are trusted."),
 ]
 DbOption = Annotated[
-    Path,
+    str,
     typer.Option(
-        "--db", help="Index directory.", default_factory=default_db_dir, show_default="~/.local/share/imgprov"
+        "--db",
+        help="Index directory, or milvus://HOST:PORT/NAME?sql=postgresql://USER@HOST:PORT/DB (or sqlite:///FILE).",
+        default_factory=lambda: str(default_db_dir()),
+        show_default="~/.local/share/imgprov",
     ),
 ]
 
@@ -125,7 +131,7 @@ def index(
     cluster = RayConf(ray, workers) if ray is not None else None
     with (
         ray_cluster(cluster) if cluster is not None else contextlib.nullcontext(),
-        Collection.writer(
+        store_writer(
             db,
             presets=CollectionPresets(
                 local_features=features,
@@ -195,7 +201,7 @@ def search(
     """
     conf = presets.search(preset)
     trust = _trust(trust_anchors)
-    collection = Collection.open(db)
+    collection = open_store(db)
     wants_global = collection.global_conf is not None and stage != "local"
     embedder = SSCDExtractor(collection.global_conf) if wants_global else None
     failed = 0
@@ -247,7 +253,7 @@ def remove(
     db: DbOption,
 ) -> None:
     """Remove images from the index."""
-    with Collection.writer(db, create=False) as collection:
+    with store_writer(db, create=False) as collection:
         removed, not_found = remove_paths(collection, paths)
     for path in not_found:
         stderr.print(f"imgprov: not in the index: {path}", markup=False, highlight=False)
@@ -265,11 +271,11 @@ def info(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Describe the index, or one indexed image with its full C2PA manifest."""
-    collection = Collection.open(db)
+    collection = open_store(db)
     if path is not None:
         print(json.dumps(image_info(collection, path), indent=None if as_json else 1))
         return
-    summary = collection_info(collection)
+    summary = store_info(collection)
     if as_json:
         print(json.dumps(summary))
         return
@@ -291,14 +297,39 @@ def check(
 ) -> None:
     """Verify that the catalogue and the vector files agree (and repair them)."""
     if repair:
-        with Collection.writer(db, create=False) as collection:
-            report = check_collection(collection, repair=True)
+        with store_writer(db, create=False) as collection:
+            report = check_store(collection, repair=True)
     else:
-        report = check_collection(Collection.open(db), repair=False)
+        report = check_store(open_store(db), repair=False)
     for line in report.lines():
         stdout.print(line, markup=False, highlight=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def migrate(
+    source: Annotated[str, typer.Option("--from", help="The collection to copy (a --db value).")],
+    target: Annotated[str, typer.Option("--to", help="Where to copy it (a --db value), created if new.")],
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per write of the target.")] = 256,
+) -> None:
+    """Copy a collection to another store (embedded <-> Milvus + PostgreSQL), ids and all.
+
+    Nothing is extracted again; a re-run after an interruption continues where it stopped, and the
+    image and vector counts of both stores are compared at the end.
+    """
+    origin = open_store(source)
+    with store_writer(target, presets=source_presets(origin)) as destination, _progress() as progress:
+        task = progress.add_task("copying", total=origin.catalogue.image_count())
+        report = run_migration(
+            origin, destination, batch_size=batch_size, progress=lambda n: progress.advance(task, n)
+        )
+    counts = ", ".join(f"{count} {name} vectors" for name, count in report.vectors.items())
+    stderr.print(
+        f"copied {report.copied} images ({report.already} already there); both hold {report.images} images, "
+        f"{counts}",
+        highlight=False,
+    )
 
 
 @app.callback(invoke_without_command=True)

@@ -27,7 +27,7 @@ from imgprov.objects.conf import ObjectConf, object_preset
 from imgprov.objects.embed import ObjectWhitening, raw_dim
 from imgprov.provenance import ContentCredentials
 from imgprov.store import Catalogue, ImageRecord, VectorFileState, WriterLock, chunks
-from imgprov.vectors import VectorSet, vector_ids
+from imgprov.vectors import VectorSet, layout_of, vector_ids
 
 LOCAL = "local"
 GLOBAL = "global"
@@ -62,6 +62,10 @@ class NewImage:
     embedding: np.ndarray | None
     credentials: ContentCredentials | None = None
     objects: StoredObjects | None = None
+    image_id: int | None = None
+    """The id to keep (a collection copied from another store); None: the next free id."""
+    indexed_at: float | None = None
+    """When it was first indexed (a copied collection); None: now."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,128 @@ class CollectionPresets:
     objects: str | None = None
 
 
-class Collection:
+class StoredFeatures:
+    """What both stores read from their catalogue the same way: image records, keypoints and
+    descriptors, global embeddings, objects and credentials (the `catalogue` attribute, with
+    `images` holding only the images readers may see), and the object presets."""
+
+    catalogue: Catalogue
+    object_conf: ObjectConf | None
+    object_whitening: ObjectWhitening | None
+    object_set: VectorSet | None
+    _object_stage: object
+
+    def images(self, image_ids: list[int]) -> dict[int, ImageRecord]:
+        return self.catalogue.images_by_ids(image_ids)
+
+    def geometry(self, image_ids: list[int]) -> dict[int, np.ndarray]:
+        """Keypoint geometry per image: (N, 4) float32 rows of x, y, scale, angle."""
+        found: dict[int, np.ndarray] = {}
+        for chunk in chunks(image_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.catalogue.connection.execute(
+                f"SELECT image_id, geometry FROM keypoints WHERE image_id IN ({marks})", chunk
+            ).fetchall()
+            found.update((row[0], np.frombuffer(row[1], dtype=np.float32).reshape(-1, 4)) for row in rows)
+        return found
+
+    def local_features(self, image_id: int) -> LocalFeatures | None:
+        """Geometry and descriptors of one indexed image, or None if it is gone."""
+        row = self.catalogue.connection.execute(
+            "SELECT k.geometry, d.data, i.width, i.height FROM keypoints k "
+            "JOIN descriptors d ON d.image_id = k.image_id JOIN images i ON i.id = k.image_id "
+            "WHERE k.image_id = ?",
+            (image_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        geometry = np.frombuffer(row[0], dtype=np.float32)
+        descriptors = np.frombuffer(row[1], dtype=np.uint8)
+        return LocalFeatures.from_arrays(geometry, descriptors, (row[2], row[3]))
+
+    def embeddings(self, image_ids: list[int]) -> dict[int, np.ndarray]:
+        """Stored global embeddings, (512,) float32 each."""
+        found: dict[int, np.ndarray] = {}
+        for chunk in chunks(image_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.catalogue.connection.execute(
+                f"SELECT image_id, data FROM global_vectors WHERE image_id IN ({marks})", chunk
+            ).fetchall()
+            found.update((row[0], np.frombuffer(row[1], dtype=np.float32)) for row in rows)
+        return found
+
+    def objects(self, image_ids: list[int]) -> dict[int, StoredObjects]:
+        """The stored objects (boxes and raw vectors) of the images that have them."""
+        found: dict[int, StoredObjects] = {}
+        for chunk in chunks(image_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.catalogue.connection.execute(
+                f"SELECT image_id, count, boxes, vectors FROM objects WHERE image_id IN ({marks})", chunk
+            ).fetchall()
+            for image_id, count, boxes, vectors in rows:
+                raw = np.frombuffer(vectors, dtype=np.float32)
+                found[image_id] = StoredObjects(
+                    np.frombuffer(boxes, dtype=np.float32).reshape(count, 4),
+                    raw.reshape(count, len(raw) // max(count, 1)),
+                )
+        return found
+
+    def credentials(self, image_ids: list[int]) -> dict[int, ContentCredentials]:
+        """The stored content credentials of the images that carry any."""
+        found: dict[int, ContentCredentials] = {}
+        for chunk in chunks(image_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self.catalogue.connection.execute(
+                f"SELECT image_id, document, store FROM credentials WHERE image_id IN ({marks})", chunk
+            ).fetchall()
+            found.update((row[0], ContentCredentials.from_json(json.loads(row[1]), row[2])) for row in rows)
+        return found
+
+    def searchable(self, raw_vectors: np.ndarray) -> np.ndarray:
+        """(N, D) float32 object vectors as the object index holds them: whitened when the preset
+        whitens (a collection without its whitening yet keeps the first D raw dimensions)."""
+        if self.object_conf is None or self.object_conf.whitening.dim == 0:
+            return np.ascontiguousarray(raw_vectors, np.float32)
+        if self.object_whitening is None:
+            return np.ascontiguousarray(np.asarray(raw_vectors, np.float32)[:, : self.object_set.dim])
+        return self.object_whitening.transform(raw_vectors)
+
+    def object_stage(self):
+        """The object stage (`imgprov.objects.stage.ObjectStage`) of the index's object preset,
+        its models loaded once; None when the index has no objects."""
+        if self.object_conf is None:
+            return None
+        if self._object_stage is None:
+            from imgprov.objects.stage import ObjectStage
+
+            self._object_stage = ObjectStage(self.object_conf)
+        return self._object_stage
+
+    def _raw_objects(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every image's (ids (k,) int64, raw object vectors (k, D0) float32), in id order."""
+        cursor = self.catalogue.connection.execute(
+            "SELECT image_id, count, vectors FROM objects WHERE count > 0 ORDER BY image_id"
+        )
+        for image_id, count, data in cursor:
+            yield vector_ids(image_id, count), np.frombuffer(data, dtype=np.float32).reshape(count, -1)
+
+    def _batches(self, name: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every image's (ids (N,) int64, vectors (N, dim) float32) of one vector set, in id order."""
+        if name == OBJECTS:
+            for ids, raw in self._raw_objects():
+                yield ids, self.searchable(raw)
+            return
+        table = "descriptors" if name == LOCAL else "global_vectors"
+        cursor = self.catalogue.connection.execute(f"SELECT image_id, data FROM {table} ORDER BY image_id")
+        for image_id, data in cursor:
+            if name == LOCAL:
+                descriptors = np.frombuffer(data, dtype=np.uint8).reshape(-1, DESCRIPTOR_DIM)
+                yield vector_ids(image_id, len(descriptors)), descriptors_as_float(descriptors)
+            else:
+                yield vector_ids(image_id, 1), np.frombuffer(data, dtype=np.float32).reshape(1, -1)
+
+
+class Collection(StoredFeatures):
     """The images of one index directory and their vector sets."""
 
     def __init__(self, root: Path, catalogue: Catalogue):
@@ -95,14 +220,14 @@ class Collection:
         self.catalogue = catalogue
         self.removed_leftovers: list[str] = []
         """Vector files an interrupted write had left, deleted when this writer opened the index."""
-        self.feature_conf = _recorded_preset(catalogue, "preset.local_features", presets.local_features)
-        self.local_conf = _recorded_preset(catalogue, "preset.local_index", presets.local_index)
+        self.feature_conf = recorded_preset(catalogue, "preset.local_features", presets.local_features)
+        self.local_conf = recorded_preset(catalogue, "preset.local_index", presets.local_index)
         self.local = VectorSet(LOCAL, root, self.local_conf, DESCRIPTOR_DIM, catalogue.vector_state(LOCAL))
         self.global_conf: GlobalConf | None = None
         self.global_set: VectorSet | None = None
         if catalogue.meta("preset.global", NO_GLOBAL) != NO_GLOBAL:
-            self.global_conf = _recorded_preset(catalogue, "preset.global", global_preset)
-            index_conf = _recorded_preset(catalogue, "preset.global_index", presets.global_index)
+            self.global_conf = recorded_preset(catalogue, "preset.global", global_preset)
+            index_conf = recorded_preset(catalogue, "preset.global_index", presets.global_index)
             state = catalogue.vector_state(GLOBAL)
             self.global_set = VectorSet(GLOBAL, root, index_conf, EMBEDDING_DIM, state)
         self.object_conf: ObjectConf | None = None
@@ -110,8 +235,8 @@ class Collection:
         self.object_whitening: ObjectWhitening | None = None
         self._object_stage = None
         if catalogue.meta("preset.objects", NO_OBJECTS) != NO_OBJECTS:
-            self.object_conf = _recorded_preset(catalogue, "preset.objects", object_preset)
-            self.object_whitening = _stored_whitening(catalogue)
+            self.object_conf = recorded_preset(catalogue, "preset.objects", object_preset)
+            self.object_whitening = stored_whitening(catalogue)
             dim = self.object_conf.whitening.dim or raw_dim(self.object_conf.embedding)
             state = catalogue.vector_state(OBJECTS)
             self.object_set = VectorSet(OBJECTS, root, presets.OBJECT_INDEX, dim, state)
@@ -175,7 +300,7 @@ class Collection:
         catalogue = Catalogue.open(root, create=create)
         try:
             with WriterLock(root, wait_seconds):
-                _record_presets(catalogue, presets)
+                record_presets(catalogue, presets)
                 collection = cls(root, catalogue)
                 collection.removed_leftovers = collection.remove_stray_files()
                 yield collection
@@ -245,15 +370,6 @@ class Collection:
         self.catalogue.log_event("objects-whitening", {"trained_on": total, "dim": conf.dim})
         return True
 
-    def searchable(self, raw_vectors: np.ndarray) -> np.ndarray:
-        """(N, D) float32 object vectors as the object index holds them: whitened when the preset
-        whitens (a collection without its whitening yet keeps the first D raw dimensions)."""
-        if self.object_conf is None or self.object_conf.whitening.dim == 0:
-            return np.ascontiguousarray(raw_vectors, np.float32)
-        if self.object_whitening is None:
-            return np.ascontiguousarray(np.asarray(raw_vectors, np.float32)[:, : self.object_set.dim])
-        return self.object_whitening.transform(raw_vectors)
-
     @staticmethod
     def _reset(vector_set: VectorSet) -> None:
         vector_set.forget()
@@ -275,7 +391,7 @@ class Collection:
                 yield db
         except BaseException:
             if self.object_set is not None:
-                self.object_whitening = _stored_whitening(self.catalogue)
+                self.object_whitening = stored_whitening(self.catalogue)
             for vector_set in self.vector_sets:
                 staged = vector_set.state.file
                 vector_set.forget()
@@ -292,114 +408,19 @@ class Collection:
         """The FAISS index of all local descriptors (ids from `imgprov.vectors.vector_ids`)."""
         return self.local.index()
 
-    def geometry(self, image_ids: list[int]) -> dict[int, np.ndarray]:
-        """Keypoint geometry per image: (N, 4) float32 rows of x, y, scale, angle."""
-        found: dict[int, np.ndarray] = {}
-        for chunk in chunks(image_ids, 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self.catalogue.connection.execute(
-                f"SELECT image_id, geometry FROM keypoints WHERE image_id IN ({marks})", chunk
-            ).fetchall()
-            found.update((row[0], np.frombuffer(row[1], dtype=np.float32).reshape(-1, 4)) for row in rows)
-        return found
-
-    def local_features(self, image_id: int) -> LocalFeatures | None:
-        """Geometry and descriptors of one indexed image, or None if it is gone."""
-        row = self.catalogue.connection.execute(
-            "SELECT k.geometry, d.data, i.width, i.height FROM keypoints k "
-            "JOIN descriptors d ON d.image_id = k.image_id JOIN images i ON i.id = k.image_id "
-            "WHERE k.image_id = ?",
-            (image_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        geometry = np.frombuffer(row[0], dtype=np.float32)
-        descriptors = np.frombuffer(row[1], dtype=np.uint8)
-        return LocalFeatures.from_arrays(geometry, descriptors, (row[2], row[3]))
-
     def global_index(self) -> faiss.Index | None:
         """The FAISS index of the global embeddings (inner product), None without a global set."""
         return self.global_set.index() if self.global_set is not None else None
 
-    def embeddings(self, image_ids: list[int]) -> dict[int, np.ndarray]:
-        """Stored global embeddings, (512,) float32 each."""
-        found: dict[int, np.ndarray] = {}
-        for chunk in chunks(image_ids, 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self.catalogue.connection.execute(
-                f"SELECT image_id, data FROM global_vectors WHERE image_id IN ({marks})", chunk
-            ).fetchall()
-            found.update((row[0], np.frombuffer(row[1], dtype=np.float32)) for row in rows)
-        return found
+    def global_is_exact(self) -> bool:
+        """Whether the global index searches exactly (no compressed codes to re-rank)."""
+        index = self.global_index()
+        return index is None or layout_of(index).kind == "flat"
 
     def object_index(self) -> faiss.Index | None:
         """The FAISS index of the object vectors (L2; ids `vector_ids(image, object number)`), None
         when the index has no objects."""
         return self.object_set.index() if self.object_set is not None else None
-
-    def objects(self, image_ids: list[int]) -> dict[int, StoredObjects]:
-        """The stored objects (boxes and raw vectors) of the images that have them."""
-        found: dict[int, StoredObjects] = {}
-        for chunk in chunks(image_ids, 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self.catalogue.connection.execute(
-                f"SELECT image_id, count, boxes, vectors FROM objects WHERE image_id IN ({marks})", chunk
-            ).fetchall()
-            for image_id, count, boxes, vectors in rows:
-                raw = np.frombuffer(vectors, dtype=np.float32)
-                found[image_id] = StoredObjects(
-                    np.frombuffer(boxes, dtype=np.float32).reshape(count, 4),
-                    raw.reshape(count, len(raw) // max(count, 1)),
-                )
-        return found
-
-    def object_stage(self):
-        """The object stage (`imgprov.objects.stage.ObjectStage`) of the index's object preset,
-        its models loaded once; None when the index has no objects."""
-        if self.object_conf is None:
-            return None
-        if self._object_stage is None:
-            from imgprov.objects.stage import ObjectStage
-
-            self._object_stage = ObjectStage(self.object_conf)
-        return self._object_stage
-
-    def _raw_objects(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Every image's (ids (k,) int64, raw object vectors (k, D0) float32), in id order."""
-        cursor = self.catalogue.connection.execute(
-            "SELECT image_id, count, vectors FROM objects WHERE count > 0 ORDER BY image_id"
-        )
-        for image_id, count, data in cursor:
-            yield vector_ids(image_id, count), np.frombuffer(data, dtype=np.float32).reshape(count, -1)
-
-    def credentials(self, image_ids: list[int]) -> dict[int, ContentCredentials]:
-        """The stored content credentials of the images that carry any."""
-        found: dict[int, ContentCredentials] = {}
-        for chunk in chunks(image_ids, 500):
-            marks = ",".join("?" * len(chunk))
-            rows = self.catalogue.connection.execute(
-                f"SELECT image_id, document, store FROM credentials WHERE image_id IN ({marks})", chunk
-            ).fetchall()
-            found.update((row[0], ContentCredentials.from_json(json.loads(row[1]), row[2])) for row in rows)
-        return found
-
-    def _batches(self, name: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Every image's (ids (N,) int64, vectors (N, dim) float32) of one vector set, in id order."""
-        if name == OBJECTS:
-            for ids, raw in self._raw_objects():
-                yield ids, self.searchable(raw)
-            return
-        table = "descriptors" if name == LOCAL else "global_vectors"
-        cursor = self.catalogue.connection.execute(f"SELECT image_id, data FROM {table} ORDER BY image_id")
-        for image_id, data in cursor:
-            if name == LOCAL:
-                descriptors = np.frombuffer(data, dtype=np.uint8).reshape(-1, DESCRIPTOR_DIM)
-                yield vector_ids(image_id, len(descriptors)), descriptors_as_float(descriptors)
-            else:
-                yield vector_ids(image_id, 1), np.frombuffer(data, dtype=np.float32).reshape(1, -1)
-
-    def images(self, image_ids: list[int]) -> dict[int, ImageRecord]:
-        return self.catalogue.images_by_ids(image_ids)
 
     def remove_stray_files(self) -> list[str]:
         """Delete vector files no catalogue entry names (left by a crash); returns their names."""
@@ -415,9 +436,10 @@ class Collection:
 
     def _insert(self, db, image: NewImage) -> int:
         cursor = db.execute(
-            "INSERT INTO images (path, sha256, size_bytes, width, height, format, mtime, indexed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO images (id, path, sha256, size_bytes, width, height, format, mtime, indexed_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
+                image.image_id,
                 image.path,
                 image.sha256,
                 image.size_bytes,
@@ -425,7 +447,7 @@ class Collection:
                 image.height,
                 image.format,
                 image.mtime,
-                time.time(),
+                image.indexed_at if image.indexed_at is not None else time.time(),
             ),
         )
         image_id = int(cursor.lastrowid)
@@ -474,7 +496,7 @@ class Collection:
             self.catalogue.log_event("vector-layout", event)
 
 
-def _record_presets(catalogue: Catalogue, requested: CollectionPresets) -> None:
+def record_presets(catalogue: Catalogue, requested: CollectionPresets) -> None:
     """Record the presets of a new index; refuse different ones for an existing index."""
     wanted = {
         "preset.local_features": (
@@ -517,7 +539,7 @@ def _objects_or_none(name: str = NO_OBJECTS) -> ObjectConf | _NoGlobal:
     return _NoGlobal() if name == NO_OBJECTS else object_preset(name)
 
 
-def _stored_whitening(catalogue: Catalogue) -> ObjectWhitening | None:
+def stored_whitening(catalogue: Catalogue) -> ObjectWhitening | None:
     encoded = catalogue.meta("objects.whitening")
     return ObjectWhitening.from_bytes(base64.b64decode(encoded)) if encoded else None
 
@@ -532,7 +554,7 @@ def _padded(whitening: ObjectWhitening, dim: int) -> ObjectWhitening:
     return ObjectWhitening(whitening.mean, np.concatenate([whitening.projection, zeros], axis=1))
 
 
-def _recorded_preset(catalogue: Catalogue, key: str, lookup):
+def recorded_preset(catalogue: Catalogue, key: str, lookup):
     name = catalogue.meta(key)
     if name is None:
         if catalogue.image_count():

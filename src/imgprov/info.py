@@ -8,6 +8,38 @@ from pathlib import Path
 
 from imgprov.collection import Collection
 from imgprov.errors import ImgprovError
+from imgprov.storage.distributed import VECTOR_COUNTS, DistributedStore
+from imgprov.storage.protocol import Store
+
+
+def store_info(store: Store) -> dict:
+    """`collection_info` for the embedded store, `distributed_info` for a distributed one."""
+    return collection_info(store) if isinstance(store, Collection) else distributed_info(store)
+
+
+def distributed_info(store: DistributedStore) -> dict:
+    """Counts, presets, each vector set's Milvus collection and index, and recent events."""
+    catalogue = store.catalogue
+    keypoints = int(catalogue.database.execute(VECTOR_COUNTS["local"]).fetchone()[0])
+    summary = {
+        "db": store.root,
+        "images": catalogue.image_count(),
+        "keypoints": keypoints,
+        "local_features_preset": store.feature_conf.name,
+        "local_index_preset": store.local_conf.name,
+        "local_vectors": store.local.ntotal,
+        "local_index_layout": store.local.index.describe(),
+        "global_preset": store.global_conf.name if store.global_conf is not None else "none",
+        "objects_preset": store.object_conf.name if store.object_conf is not None else "none",
+        "object_vectors": store.object_set.ntotal if store.object_set is not None else 0,
+        "catalogue": catalogue.database.dialect,
+    }
+    for vector_set in store.vector_sets:
+        summary[f"milvus_{vector_set.name}"] = f"{vector_set.collection_name}: {vector_set.index.describe()}"
+    summary["events"] = [
+        {"time": _iso(when), "kind": kind, "detail": detail} for when, kind, detail in catalogue.events(10)
+    ]
+    return summary
 
 
 def collection_info(collection: Collection) -> dict:
@@ -42,7 +74,7 @@ def collection_info(collection: Collection) -> dict:
     }
 
 
-def image_info(collection: Collection, path: Path) -> dict:
+def image_info(collection: Store, path: Path) -> dict:
     """One indexed image's catalogue record and its full stored C2PA credentials (or null)."""
     record = collection.catalogue.image_by_path(str(path.resolve()))
     if record is None:

@@ -28,7 +28,7 @@ from imgprov.os2os import CandidateVotes, os2os_candidates
 from imgprov.presets import SearchConf
 from imgprov.provenance import ContentCredentials, compare_credentials
 from imgprov.results import Match, MatchRegion, SearchResult, VotePoint
-from imgprov.vectors import layout_of, split_ids
+from imgprov.vectors import split_ids
 from imgprov.verify import VerifiedRegion, verify_pair
 
 
@@ -354,7 +354,7 @@ def _global_shortlist(collection: Collection, embedding: np.ndarray, conf: Searc
     index = collection.global_index()
     if index is None or index.ntotal == 0:
         return {}
-    proposed = conf.global_shortlist if layout_of(index).kind == "flat" else conf.global_rerank
+    proposed = conf.global_shortlist if collection.global_is_exact() else conf.global_rerank
     count = min(max(proposed, conf.global_shortlist), index.ntotal)
     _, ids = index.search(embedding.reshape(1, -1).astype(np.float32), count)
     image_ids, _ = split_ids(ids[0][ids[0] >= 0])

@@ -291,10 +291,10 @@ def _add_missing_tables(connection: sqlite3.Connection, *, create: bool) -> None
 
 
 class WriterLock:
-    """An exclusive advisory lock on the index directory: one writer at a time."""
+    """An exclusive advisory lock on the index directory (on its file `name`): one writer at a time."""
 
-    def __init__(self, root: Path, wait_seconds: float):
-        self.path = root / LOCK_FILE
+    def __init__(self, root: Path, wait_seconds: float, name: str = LOCK_FILE):
+        self.path = root / name
         self.wait_seconds = wait_seconds
         self._handle = None
 

@@ -22,11 +22,11 @@ INSTALL_HINT = "pip install 'imgprov[serve]'"
 
 def serve_command(
     db: Annotated[
-        Path,
+        str,
         typer.Option(
             "--db",
-            help="Index directory.",
-            default_factory=default_db_dir,
+            help="Index directory, or milvus://HOST:PORT/NAME?sql=postgresql://USER@HOST:PORT/DB.",
+            default_factory=lambda: str(default_db_dir()),
             show_default="~/.local/share/imgprov",
         ),
     ],

@@ -1,7 +1,8 @@
 """Adding and removing originals on behalf of clients.
 
 Uploaded originals are stored by the server, byte for byte, as `DIR/originals/<sha256>.<suffix>`
-inside the index directory: no client ever names a path. Each change takes the index's writer lock
+inside the index directory (for a distributed store, in `~/.local/share/imgprov/originals/<NAME>`
+on the server's machine): no client ever names a path. Each change takes the index's writer lock
 for its own duration only.
 """
 
@@ -12,13 +13,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from imgprov.collection import Collection
 from imgprov.errors import ImgprovError
 from imgprov.images import LoadedImage
 from imgprov.index import index_paths
 from imgprov.service.errors import UnknownImage
 from imgprov.service.uploads import Upload, file_suffix
-from imgprov.store import ImageRecord
+from imgprov.storage import parse_location, store_writer
+from imgprov.store import ImageRecord, default_db_dir
 
 ORIGINALS_FOLDER = "originals"
 STORED_NAME = re.compile(r"[0-9a-f]{64}\.[a-z]{3,4}")
@@ -32,9 +33,9 @@ class Added:
     created: bool
 
 
-def add_original(db: Path, upload: Upload, image: LoadedImage, *, wait_seconds: float) -> Added:
+def add_original(db: Path | str, upload: Upload, image: LoadedImage, *, wait_seconds: float) -> Added:
     """Store the upload under the index directory and index it, unless its bytes are indexed already."""
-    with Collection.writer(db, create=False, wait_seconds=wait_seconds) as collection:
+    with store_writer(db, create=False, wait_seconds=wait_seconds) as collection:
         existing = collection.catalogue.image_with_sha256(image.sha256)
         if existing is not None:
             return Added(existing, created=False)
@@ -52,9 +53,9 @@ def add_original(db: Path, upload: Upload, image: LoadedImage, *, wait_seconds: 
         return Added(record, created=True)
 
 
-def remove_original(db: Path, image_id: int, *, wait_seconds: float) -> ImageRecord:
+def remove_original(db: Path | str, image_id: int, *, wait_seconds: float) -> ImageRecord:
     """Remove one image from the index, and its file when the server stored it."""
-    with Collection.writer(db, create=False, wait_seconds=wait_seconds) as collection:
+    with store_writer(db, create=False, wait_seconds=wait_seconds) as collection:
         record = collection.images([image_id]).get(image_id)
         if record is None:
             raise UnknownImage(f"no image with id {image_id} in the collection")
@@ -64,14 +65,22 @@ def remove_original(db: Path, image_id: int, *, wait_seconds: float) -> ImageRec
     return record
 
 
-def stored_path(db: Path, image: LoadedImage) -> Path:
+def originals_folder(db: Path | str) -> Path:
+    """The folder uploaded originals are kept in (see the module docstring)."""
+    location = parse_location(db)
+    if location.path is not None:
+        return (location.path / ORIGINALS_FOLDER).resolve()
+    return (default_db_dir() / ORIGINALS_FOLDER / location.name).resolve()
+
+
+def stored_path(db: Path | str, image: LoadedImage) -> Path:
     """Where the server keeps an uploaded original: named by its content, never by the client."""
-    return (db / ORIGINALS_FOLDER).resolve() / f"{image.sha256}.{file_suffix(image.format)}"
+    return originals_folder(db) / f"{image.sha256}.{file_suffix(image.format)}"
 
 
-def is_stored_original(db: Path, path: Path) -> bool:
+def is_stored_original(db: Path | str, path: Path) -> bool:
     """Whether `path` is a file this server stored (and may therefore delete)."""
-    return path.parent == (db / ORIGINALS_FOLDER).resolve() and STORED_NAME.fullmatch(path.name) is not None
+    return path.parent == originals_folder(db) and STORED_NAME.fullmatch(path.name) is not None
 
 
 def write_file_atomically(path: Path, data: bytes) -> None:

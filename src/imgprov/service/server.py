@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from imgprov.service.app import create_app
 from imgprov.service.settings import ServiceSettings
+from imgprov.storage import parse_location
 
 MAX_CONNECTIONS = 200
 """Open connections uvicorn accepts before answering 503 itself (the job queue is the real bound)."""
@@ -23,7 +24,7 @@ STARTUP_SECONDS = 60.0
 
 
 def run_server(
-    db: Path,
+    db: Path | str,
     host: str = "127.0.0.1",
     port: int = 8000,
     token: str | None = None,
@@ -34,7 +35,7 @@ def run_server(
     settings = ServiceSettings(db=db, token=token, open_search=open_search, **options)
     app = create_app(settings)
     print(
-        f"imgprov: serving {db} at {page_url(host, port)} "
+        f"imgprov: serving {parse_location(db).describe()} at {page_url(host, port)} "
         f"(search {'open' if open_search else 'token-protected'}, "
         f"changes {'token-protected' if settings.writable else 'disabled'}); Ctrl-C stops",
         file=sys.stderr,

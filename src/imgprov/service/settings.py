@@ -24,16 +24,17 @@ class SettingsError(ImgprovError):
 class ServiceSettings:
     """What one server process serves and how.
 
-    db: the index directory. token: the bearer token that changing the collection needs (and
-    searching, unless open_search); None disables every change. max_upload_bytes: largest uploaded
-    file; max_pixels: largest decoded image (decompression-bomb guard). workers: threads running
-    searches, comparisons and indexing; queue_size: jobs that may wait for a worker before
-    requests get 503. request_timeout: seconds a request waits for its job before a 504.
-    upload_timeout: seconds a client may take to send its whole request body before a 408.
+    db: the index directory or a distributed store's URL (`imgprov.storage.location`).
+    token: the bearer token that changing the collection needs (and searching, unless open_search);
+    None disables every change. max_upload_bytes: largest uploaded file; max_pixels: largest decoded
+    image (decompression-bomb guard). workers: threads running searches, comparisons and indexing;
+    queue_size: jobs that may wait for a worker before requests get 503. request_timeout: seconds a
+    request waits for its job before a 504. upload_timeout: seconds a client may take to send its
+    whole request body before a 408.
     create: create an empty index at `db` when there is none.
     """
 
-    db: Path
+    db: Path | str
     token: str | None = field(default=None, repr=False)
     open_search: bool = True
     max_upload_bytes: int = 25 << 20

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgprov import presets
-from imgprov.collection import Collection
 from imgprov.compare import CompareConf, compare_preset
 from imgprov.extract.sscd import SSCDExtractor, available_cores
 from imgprov.presets import SearchConf
 from imgprov.service.pool import JobPool
 from imgprov.service.settings import ServiceSettings
+from imgprov.storage import Store, open_store, parse_location, store_writer
 from imgprov.store import Catalogue
 
 RELEASE_SECONDS = 10.0
@@ -35,13 +35,15 @@ class CollectionCache:
     indexes, without reloading the vectors until a request needs them.
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path | str):
         self.root = root
+        self.location = parse_location(root)
         self._lock = threading.Lock()
-        self._probe = Catalogue.open(root, create=False)
-        self._collection: Collection | None = open_warm(root)
+        embedded = self.location.path
+        self._probe = Catalogue.open(embedded, create=False) if embedded is not None else open_store(root)
+        self._collection: Store | None = open_warm(root)
 
-    def current(self) -> Collection:
+    def current(self) -> Store:
         """The collection as of the index's latest committed write."""
         with self._lock:
             if self._collection is None or not self._is_latest(self._collection):
@@ -64,15 +66,18 @@ class CollectionCache:
         with self._lock:
             self._probe.close()
 
-    def _is_latest(self, collection: Collection) -> bool:
-        latest = self._probe.vector_files()
+    def _is_latest(self, collection: Store) -> bool:
+        if isinstance(self._probe, Catalogue):
+            latest = self._probe.vector_files()
+        else:
+            latest = {"generation": self._probe.latest_generation()}
         return all(latest.get(name, "") == file for name, file in collection.vector_files().items())
 
 
-def open_warm(root: Path) -> Collection:
+def open_warm(root: Path | str) -> Store:
     """Open a snapshot of the index with its vector files already read, so worker threads never
     wait for one another to load them."""
-    collection = Collection.open(root)
+    collection = open_store(root)
     collection.local_index()
     collection.global_index()
     return collection
@@ -99,7 +104,7 @@ class ServiceState:
 def build_state(settings: ServiceSettings) -> ServiceState:
     """Open the index (creating it when asked), load the presets and the SSCD model once."""
     if settings.create:
-        with Collection.writer(settings.db, create=True):
+        with store_writer(settings.db, create=True):
             pass
     collections = CollectionCache(settings.db)
     global_conf = collections.current().global_conf

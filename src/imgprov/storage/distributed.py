@@ -1,0 +1,486 @@
+"""The distributed store: vectors in Milvus, everything else in a SQL database (PostgreSQL, or
+SQLite for a single machine).
+
+The SQL catalogue is the source of truth, as in the embedded store: it holds every image, its
+keypoint geometry and RootSIFT descriptors, its global embedding, its objects and credentials, the
+presets, the events, and per vector set its count and Milvus index. Milvus holds the searchable
+vectors with their ids (`imgprov.vectors.vector_ids`), derived from the catalogue and rebuilt from
+it by `imgprov check --repair`.
+
+Atomic writes over two systems without a distributed transaction: the table `image_rows` gives
+each image a `state`, and readers see only `committed` images (the view `images`) and leave every
+other image's vectors out of their k-NN answers. A write goes
+
+1. one SQL transaction inserts the new images as `pending`;
+2. their vectors are inserted into Milvus;
+3. one SQL transaction marks the images replaced or removed `removing` and the new ones
+   `committed`: the switch readers see, all at once;
+4. the removed images' vectors are deleted from Milvus, then their rows.
+
+A crash before 3 leaves pending images nobody sees; after 3, removing images nobody sees. The next
+writer (or `imgprov check --repair`) deletes their vectors and rows before it writes. Writers
+exclude each other with a PostgreSQL advisory lock (SQLite: a lock file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from imgprov import presets
+from imgprov.collection import (
+    GLOBAL,
+    LOCAL,
+    NO_GLOBAL,
+    NO_OBJECTS,
+    OBJECTS,
+    CollectionPresets,
+    NewImage,
+    StoredFeatures,
+    record_presets,
+    recorded_preset,
+)
+from imgprov.errors import IndexStoreError, PresetError
+from imgprov.extract.rootsift import DESCRIPTOR_DIM, descriptors_as_float
+from imgprov.extract.sscd import EMBEDDING_DIM, GlobalConf, global_preset
+from imgprov.objects.conf import ObjectConf, object_preset
+from imgprov.objects.embed import raw_dim
+from imgprov.presets import VectorIndexConf
+from imgprov.storage.location import Location
+from imgprov.storage.milvus import MilvusIndex, MilvusVectors, connect, milvus_index_for, next_index
+from imgprov.storage.sql import SqlDatabase
+from imgprov.store import Catalogue
+from imgprov.vectors import vector_ids
+
+SCHEMA_VERSION = "1"
+COMMITTED = "committed"
+PENDING = "pending"
+REMOVING = "removing"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS image_rows (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    format TEXT NOT NULL,
+    mtime REAL NOT NULL,
+    indexed_at REAL NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS image_rows_path ON image_rows (path) WHERE state = 'committed';
+CREATE INDEX IF NOT EXISTS image_rows_sha256 ON image_rows (sha256);
+CREATE INDEX IF NOT EXISTS image_rows_state ON image_rows (state);
+CREATE VIEW images AS
+    SELECT id, path, sha256, size_bytes, width, height, format, mtime, indexed_at
+    FROM image_rows WHERE state = 'committed';
+CREATE TABLE IF NOT EXISTS keypoints (
+    image_id INTEGER PRIMARY KEY REFERENCES image_rows (id) ON DELETE CASCADE,
+    count INTEGER NOT NULL,
+    geometry BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS descriptors (
+    image_id INTEGER PRIMARY KEY REFERENCES image_rows (id) ON DELETE CASCADE,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS global_vectors (
+    image_id INTEGER PRIMARY KEY REFERENCES image_rows (id) ON DELETE CASCADE,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS objects (
+    image_id INTEGER PRIMARY KEY REFERENCES image_rows (id) ON DELETE CASCADE,
+    count INTEGER NOT NULL,
+    boxes BLOB NOT NULL,
+    vectors BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS credentials (
+    image_id INTEGER PRIMARY KEY REFERENCES image_rows (id) ON DELETE CASCADE,
+    state TEXT NOT NULL,
+    document TEXT NOT NULL,
+    store BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+)
+"""
+VECTOR_COUNTS = {
+    LOCAL: "SELECT COALESCE(SUM(k.count), 0) FROM keypoints k JOIN images i ON i.id = k.image_id",
+    GLOBAL: "SELECT COUNT(*) FROM global_vectors g JOIN images i ON i.id = g.image_id",
+    OBJECTS: "SELECT COALESCE(SUM(o.count), 0) FROM objects o JOIN images i ON i.id = o.image_id",
+}
+"""Vectors each set must hold for the committed images."""
+VECTORS_BY_IMAGE = {
+    LOCAL: "SELECT k.image_id, k.count FROM keypoints k JOIN images i ON i.id = k.image_id WHERE k.count > 0",
+    GLOBAL: "SELECT g.image_id, 1 FROM global_vectors g JOIN images i ON i.id = g.image_id",
+    OBJECTS: "SELECT o.image_id, o.count FROM objects o JOIN images i ON i.id = o.image_id WHERE o.count > 0",
+}
+
+
+class DistributedCatalogue(Catalogue):
+    """The SQL catalogue of a distributed store: the embedded catalogue's queries over `images`
+    (committed images only), through `SqlDatabase` (PostgreSQL or SQLite)."""
+
+    def __init__(self, root: str, database: SqlDatabase):
+        super().__init__(root, database)
+        self.database = database
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[SqlDatabase]:
+        with self.database.transaction():
+            yield self.database
+
+    def exists(self) -> bool:
+        return self.database.execute(_TABLE_EXISTS[self.database.dialect], ("meta",)).fetchone() is not None
+
+    def create(self) -> None:
+        """Create every table and stamp the schema version, in one transaction."""
+        with self.transaction() as db:
+            if self.exists():
+                return
+            db.script(SCHEMA)
+            db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("schema_version", SCHEMA_VERSION),
+                    ("created_at", str(time.time())),
+                    ("next_image_id", "1"),
+                ],
+            )
+
+    def check_schema(self) -> None:
+        if not self.exists():
+            raise IndexStoreError(
+                f"{self.root}: no imgprov collection here (run `imgprov index --db URL PATH...`)"
+            )
+        version = self.meta("schema_version")
+        if version != SCHEMA_VERSION:
+            raise IndexStoreError(
+                f"{self.root}: collection schema version {version!r}, expected {SCHEMA_VERSION}"
+            )
+
+    def hidden_ids(self) -> list[int]:
+        """Images being written or removed: no reader may see them, nor their vectors."""
+        rows = self.database.execute("SELECT id FROM image_rows WHERE state <> ?", (COMMITTED,)).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def ids_in_state(self, state: str) -> list[int]:
+        rows = self.database.execute("SELECT id FROM image_rows WHERE state = ?", (state,)).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def close(self) -> None:
+        self.database.close()
+
+
+_TABLE_EXISTS = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+    "postgresql": "SELECT table_name FROM information_schema.tables "
+    "WHERE table_schema = current_schema() AND table_name = ?",
+}
+
+
+class DistributedStore(StoredFeatures):
+    """A collection kept in Milvus (vectors) and a SQL database (everything else).
+
+    It reads like the embedded `imgprov.collection.Collection`: `local_index()`, `global_index()`
+    and `object_index()` answer k-NN searches with FAISS's `(distances, ids)`, and the catalogue
+    methods are the same queries.
+    """
+
+    def __init__(self, location: Location, catalogue: DistributedCatalogue, alias: str):
+        self.location = location
+        self.root = location.describe()
+        self.catalogue = catalogue
+        self.alias = alias
+        self.removed_leftovers: list[str] = []
+        self.generation = catalogue.meta("generation", "0") or "0"
+        self._object_stage = None
+        self.object_whitening = None
+        self.feature_conf = recorded_preset(catalogue, "preset.local_features", presets.local_features)
+        self.local_conf = recorded_preset(catalogue, "preset.local_index", presets.local_index)
+        self.local = self._vector_set(LOCAL, DESCRIPTOR_DIM, self.local_conf)
+        self.global_conf: GlobalConf | None = None
+        self.global_set: MilvusVectors | None = None
+        if catalogue.meta("preset.global", NO_GLOBAL) != NO_GLOBAL:
+            self.global_conf = recorded_preset(catalogue, "preset.global", global_preset)
+            index_conf = recorded_preset(catalogue, "preset.global_index", presets.global_index)
+            self.global_set = self._vector_set(GLOBAL, EMBEDDING_DIM, index_conf)
+        self.object_conf: ObjectConf | None = None
+        self.object_set: MilvusVectors | None = None
+        if catalogue.meta("preset.objects", NO_OBJECTS) != NO_OBJECTS:
+            self.object_conf = recorded_preset(catalogue, "preset.objects", object_preset)
+            if self.object_conf.whitening.dim:
+                raise PresetError(
+                    f"{self.root}: object preset {self.object_conf.name} whitens its vectors on the "
+                    "collection, which the distributed store does not support yet; use a raw (-raw) preset"
+                )
+            dim = raw_dim(self.object_conf.embedding)
+            self.object_set = self._vector_set(OBJECTS, dim, presets.OBJECT_INDEX)
+
+    def _vector_set(self, name: str, dim: int, conf: VectorIndexConf) -> MilvusVectors:
+        recorded = self.catalogue.meta(f"vectors.{name}.index")
+        index = MilvusIndex.from_json(recorded) if recorded else milvus_index_for(0, conf)
+        return MilvusVectors(
+            name,
+            self.alias,
+            f"{self.location.name}_{name}",
+            dim,
+            conf,
+            int(self.catalogue.meta(f"vectors.{name}.count", "0") or 0),
+            index,
+            self.catalogue.hidden_ids,
+        )
+
+    @property
+    def vector_sets(self) -> list[MilvusVectors]:
+        optional = [self.global_set, self.object_set]
+        return [self.local] + [vector_set for vector_set in optional if vector_set is not None]
+
+    @classmethod
+    def open(cls, location: Location) -> DistributedStore:
+        """Open an existing collection for reading."""
+        catalogue = _open_catalogue(location, create=False)
+        try:
+            catalogue.check_schema()
+            return cls(location, catalogue, connect(location.host, location.port))
+        except BaseException:
+            catalogue.close()
+            raise
+
+    @classmethod
+    @contextlib.contextmanager
+    def writer(
+        cls,
+        location: Location,
+        *,
+        presets: CollectionPresets | None = None,
+        wait_seconds: float = 30.0,
+        create: bool = True,
+    ) -> Iterator[DistributedStore]:
+        """Open for writing (creating the collection if `create`), holding the writer lock; an
+        interrupted earlier write is rolled back or finished first (`removed_leftovers` says how)."""
+        alias = connect(location.host, location.port)
+        catalogue = _open_catalogue(location, create=create)
+        try:
+            with catalogue.database.writer_lock(wait_seconds):
+                if create:
+                    catalogue.create()
+                catalogue.check_schema()
+                record_presets(catalogue, presets or CollectionPresets())
+                store = cls(location, catalogue, alias)
+                for vector_set in store.vector_sets:
+                    vector_set.create()
+                store.removed_leftovers = store.finish_interrupted_write()
+                yield store
+        finally:
+            catalogue.close()
+
+    def close(self) -> None:
+        self.catalogue.close()
+
+    def vector_files(self) -> dict[str, str]:
+        """What changes with every write (the embedded store's vector file names): the generation."""
+        return {"generation": self.generation}
+
+    def latest_generation(self) -> str:
+        """The generation committed now (this store's own view may be older)."""
+        return self.catalogue.meta("generation", "0") or "0"
+
+    def local_index(self) -> MilvusVectors:
+        return self.local
+
+    def global_index(self) -> MilvusVectors | None:
+        return self.global_set
+
+    def global_is_exact(self) -> bool:
+        return self.global_set is None or self.global_set.exact
+
+    def object_index(self) -> MilvusVectors | None:
+        return self.object_set
+
+    def apply(self, *, add: list[NewImage] = (), remove: list[int] = ()) -> list[int]:
+        """Remove and insert images and their vectors, atomically for readers (module docstring);
+        returns the new ids."""
+        if not add and not remove:
+            return []
+        with self.catalogue.transaction() as db:
+            ids = self._new_ids(add)
+            for image_id, image in zip(ids, add, strict=True):
+                self._insert(db, image_id, image)
+        try:
+            for vector_set in self.vector_sets:
+                for vector_ids_, vectors in self._vectors_of(vector_set.name, ids, add):
+                    vector_set.insert(vector_ids_, vectors)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.finish_interrupted_write()
+            raise
+        with self.catalogue.transaction() as db:
+            db.executemany("UPDATE image_rows SET state = ? WHERE id = ?", [(REMOVING, i) for i in remove])
+            db.executemany("UPDATE image_rows SET state = ? WHERE id = ?", [(COMMITTED, i) for i in ids])
+            self._record_counts(db)
+        self._delete_removing()
+        self._update_layouts()
+        return ids
+
+    def finish_interrupted_write(self) -> list[str]:
+        """Roll back what an interrupted write added (pending images) and finish what it removed
+        (removing images): their vectors first, then their rows. Returns what was done."""
+        pending = self.catalogue.ids_in_state(PENDING)
+        done = []
+        if pending:
+            for vector_set in self.vector_sets:
+                vector_set.delete_images(pending)
+            with self.catalogue.transaction() as db:
+                db.executemany("DELETE FROM image_rows WHERE id = ?", [(i,) for i in pending])
+            done.append(f"rolled back {len(pending)} images an interrupted write had begun to add")
+        removed = self._delete_removing()
+        if removed:
+            done.append(f"finished removing {removed} images an interrupted write had removed")
+        return done
+
+    def _delete_removing(self) -> int:
+        removing = self.catalogue.ids_in_state(REMOVING)
+        if removing:
+            for vector_set in self.vector_sets:
+                vector_set.delete_images(removing)
+            with self.catalogue.transaction() as db:
+                db.executemany("DELETE FROM image_rows WHERE id = ?", [(i,) for i in removing])
+        return len(removing)
+
+    def rebuild_vectors(self) -> None:
+        """Drop every Milvus collection and insert the committed images' vectors again (repair)."""
+        self.finish_interrupted_write()
+        for vector_set in self.vector_sets:
+            count = int(self.catalogue.database.execute(VECTOR_COUNTS[vector_set.name]).fetchone()[0])
+            vector_set.drop()
+            vector_set.index = milvus_index_for(count, vector_set.conf)
+            vector_set.create()
+            for ids, vectors in self._batches(vector_set.name):
+                vector_set.insert(ids, vectors)
+            vector_set.flush()
+        with self.catalogue.transaction() as db:
+            self._record_counts(db)
+            for vector_set in self.vector_sets:
+                self.catalogue.set_meta(f"vectors.{vector_set.name}.index", vector_set.index.to_json())
+
+    def _new_ids(self, add: list[NewImage]) -> list[int]:
+        """Ids for the new images: the ones they carry (a copied collection), else the next free."""
+        next_id = int(self.catalogue.meta("next_image_id", "1") or 1)
+        ids = []
+        for image in add:
+            image_id = image.image_id if image.image_id is not None else next_id
+            ids.append(image_id)
+            next_id = max(next_id, image_id + 1)
+        self.catalogue.set_meta("next_image_id", str(next_id))
+        return ids
+
+    def _insert(self, db: SqlDatabase, image_id: int, image: NewImage) -> None:
+        db.execute(
+            "INSERT INTO image_rows (id, path, sha256, size_bytes, width, height, format, mtime, indexed_at, "
+            "state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                image_id,
+                image.path,
+                image.sha256,
+                image.size_bytes,
+                image.width,
+                image.height,
+                image.format,
+                image.mtime,
+                image.indexed_at if image.indexed_at is not None else time.time(),
+                PENDING,
+            ),
+        )
+        features = image.features
+        db.execute(
+            "INSERT INTO keypoints (image_id, count, geometry) VALUES (?, ?, ?)",
+            (image_id, len(features), features.geometry().tobytes()),
+        )
+        db.execute(
+            "INSERT INTO descriptors (image_id, data) VALUES (?, ?)",
+            (image_id, np.ascontiguousarray(features.descriptors, dtype=np.uint8).tobytes()),
+        )
+        if image.credentials is not None:
+            db.execute(
+                "INSERT INTO credentials (image_id, state, document, store) VALUES (?, ?, ?, ?)",
+                (
+                    image_id,
+                    image.credentials.state.value,
+                    json.dumps(image.credentials.to_json()),
+                    image.credentials.raw_store,
+                ),
+            )
+        if image.embedding is not None and self.global_set is not None:
+            db.execute(
+                "INSERT INTO global_vectors (image_id, data) VALUES (?, ?)",
+                (image_id, np.ascontiguousarray(image.embedding, dtype=np.float32).tobytes()),
+            )
+        if image.objects is not None and self.object_set is not None:
+            db.execute(
+                "INSERT INTO objects (image_id, count, boxes, vectors) VALUES (?, ?, ?, ?)",
+                (
+                    image_id,
+                    len(image.objects),
+                    np.ascontiguousarray(image.objects.boxes, dtype=np.float32).tobytes(),
+                    np.ascontiguousarray(image.objects.vectors, dtype=np.float32).tobytes(),
+                ),
+            )
+
+    def _vectors_of(
+        self, name: str, ids: list[int], add: list[NewImage]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(vector ids (M,) int64, vectors (M, dim) float32) of the new images in one set."""
+        for image_id, image in zip(ids, add, strict=True):
+            if name == LOCAL and len(image.features):
+                yield (
+                    vector_ids(image_id, len(image.features)),
+                    descriptors_as_float(image.features.descriptors),
+                )
+            elif name == GLOBAL and image.embedding is not None:
+                yield vector_ids(image_id, 1), image.embedding.reshape(1, -1)
+            elif name == OBJECTS and image.objects is not None and len(image.objects):
+                yield vector_ids(image_id, len(image.objects)), self.searchable(image.objects.vectors)
+
+    def _record_counts(self, db: SqlDatabase) -> None:
+        for vector_set in self.vector_sets:
+            vector_set.ntotal = int(db.execute(VECTOR_COUNTS[vector_set.name]).fetchone()[0])
+            self.catalogue.set_meta(f"vectors.{vector_set.name}.count", str(vector_set.ntotal))
+        self.generation = str(int(self.catalogue.meta("generation", "0") or 0) + 1)
+        self.catalogue.set_meta("generation", self.generation)
+
+    def _update_layouts(self) -> None:
+        """Give each vector set the Milvus index its size calls for (logged as an event)."""
+        for vector_set in self.vector_sets:
+            current = vector_set.index
+            target = next_index(current, vector_set.ntotal, vector_set.conf)
+            if target is None:
+                continue
+            started = time.perf_counter()
+            vector_set.set_index(target)
+            with self.catalogue.transaction():
+                self.catalogue.set_meta(f"vectors.{vector_set.name}.index", target.to_json())
+                self.catalogue.set_meta(f"vectors.{vector_set.name}.trained_on", str(vector_set.ntotal))
+                self.catalogue.log_event(
+                    "vector-layout",
+                    {
+                        "vectors": vector_set.name,
+                        "from": current.describe(),
+                        "to": target.describe(),
+                        "trained_on": vector_set.ntotal,
+                        "seconds": round(time.perf_counter() - started, 2),
+                    },
+                )
+
+
+def _open_catalogue(location: Location, *, create: bool) -> DistributedCatalogue:
+    return DistributedCatalogue(location.describe(), SqlDatabase(location.sql, location.name, create=create))

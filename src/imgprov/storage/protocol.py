@@ -1,0 +1,105 @@
+"""What search, compare, info, the server and `imgprov migrate` need from a store, as Protocols.
+
+Two implementations: `imgprov.collection.Collection` (the embedded index directory: SQLite + FAISS)
+and `imgprov.storage.distributed.DistributedStore` (Milvus + PostgreSQL or SQLite).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from imgprov.collection import NewImage, StoredObjects
+from imgprov.extract.rootsift import LocalFeatures
+from imgprov.provenance import ContentCredentials
+from imgprov.store import ImageRecord
+
+
+class NeighbourIndex(Protocol):
+    """A k-NN index over one vector set, answering as FAISS does."""
+
+    @property
+    def ntotal(self) -> int:
+        """Vectors a search can find."""
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n, dim) float32 queries -> (n, k) float32 distances (squared L2 or inner product) and
+        (n, k) int64 vector ids (`imgprov.vectors.vector_ids`), -1 past the last neighbour found."""
+
+
+class ImageCatalogue(Protocol):
+    """The image records of a store (committed images only)."""
+
+    def image_by_path(self, path: str) -> ImageRecord | None: ...
+
+    def images_by_ids(self, ids: list[int]) -> dict[int, ImageRecord]: ...
+
+    def image_with_sha256(self, sha256: str) -> ImageRecord | None: ...
+
+    def images_under(self, prefix: str) -> list[ImageRecord]: ...
+
+    def all_images(self) -> list[ImageRecord]: ...
+
+    def image_count(self) -> int: ...
+
+    def meta(self, key: str, default: str | None = None) -> str | None: ...
+
+    def events(self, limit: int = 20) -> list[tuple[float, str, dict]]: ...
+
+
+class Store(Protocol):
+    """The read side: presets, image records, stored features and the neighbour indexes.
+
+    `root` names the store in messages; `global_set` / `object_set` are None when the collection has
+    no global descriptors / objects. `vector_files()` changes with every committed write.
+    """
+
+    root: object
+    catalogue: ImageCatalogue
+    feature_conf: object
+    local_conf: object
+    global_conf: object | None
+    global_set: object | None
+    object_conf: object | None
+    object_set: object | None
+
+    def images(self, image_ids: list[int]) -> dict[int, ImageRecord]: ...
+
+    def geometry(self, image_ids: list[int]) -> dict[int, np.ndarray]: ...
+
+    def local_features(self, image_id: int) -> LocalFeatures | None: ...
+
+    def embeddings(self, image_ids: list[int]) -> dict[int, np.ndarray]: ...
+
+    def objects(self, image_ids: list[int]) -> dict[int, StoredObjects]: ...
+
+    def credentials(self, image_ids: list[int]) -> dict[int, ContentCredentials]: ...
+
+    def searchable(self, raw_vectors: np.ndarray) -> np.ndarray: ...
+
+    def object_stage(self) -> object | None: ...
+
+    def local_index(self) -> NeighbourIndex: ...
+
+    def global_index(self) -> NeighbourIndex | None: ...
+
+    def global_is_exact(self) -> bool: ...
+
+    def object_index(self) -> NeighbourIndex | None: ...
+
+    def vector_files(self) -> dict[str, str]: ...
+
+    def close(self) -> None: ...
+
+
+class WritableStore(Store, Protocol):
+    """A store opened by its writer (holding the writer lock)."""
+
+    removed_leftovers: list[str]
+
+    def apply(self, *, add: list[NewImage] = (), remove: list[int] = ()) -> list[int]:
+        """Remove and insert images and their vectors, all or nothing for readers; the new ids."""
+
+    def rebuild_vectors(self) -> None:
+        """Rebuild every vector set from the catalogue (repair)."""
