@@ -27,6 +27,7 @@ from imgprov.check import check_collection
 from imgprov.collection import Collection
 from imgprov.provenance.testing import created_action, encode, make_signing_chain, sign_image
 from imgprov.search import search
+from imgprov.storage import open_store
 from tests.support import jpeg, photo, write_jpeg
 
 ray = pytest.importorskip("ray", reason="the scale extra (ray[data]) is not installed")
@@ -44,10 +45,10 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def stored(db: Path) -> dict[str, tuple[str, int]]:
-    """Resolved path -> (sha256, keypoint count) of every indexed image (the photo fixture indexes
-    the paths as given, `imgprov index` resolves them)."""
-    collection = Collection.open(db)
+def stored(db: Path | str) -> dict[str, tuple[str, int]]:
+    """Resolved path -> (sha256, keypoint count) of every indexed image of an embedded index (the
+    photo fixture indexes the paths as given, `imgprov index` resolves them)."""
+    collection = Collection.open(Path(db))
     try:
         rows = collection.catalogue.connection.execute(
             "SELECT i.path, i.sha256, k.count FROM images i JOIN keypoints k ON k.image_id = i.id"
@@ -69,8 +70,8 @@ def committed_images(db: Path) -> int:
         return 0
 
 
-def top_match(db: Path, rgb: np.ndarray) -> str | None:
-    collection = Collection.open(db)
+def top_match(db: Path | str, rgb: np.ndarray) -> str | None:
+    collection = open_store(str(db))
     try:
         result = search(collection, rgb, presets.search(), top_k=1)
     finally:
@@ -110,6 +111,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.mark.embedded_only
 def test_ray_gives_the_same_collection_as_the_threaded_path(tmp_path, photo_db, photo_paths):
     db = tmp_path / "db"
     sources, skipped = resolve_sources(photo_paths)
@@ -122,7 +124,7 @@ def test_ray_gives_the_same_collection_as_the_threaded_path(tmp_path, photo_db, 
             again = index_sources(collection, sources, CLUSTER, batch_size=4)
     assert len(again.unchanged) == len(photo_paths) and not again.added
     assert stored(db) == stored(photo_db)
-    distributed, threaded = Collection.open(db), Collection.open(photo_db)
+    distributed, threaded = Collection.open(db), Collection.open(Path(photo_db))
     by_path = {
         str(Path(record.path).resolve()): record.id
         for record in threaded.images(list(range(1, 100))).values()
@@ -140,6 +142,25 @@ def test_ray_gives_the_same_collection_as_the_threaded_path(tmp_path, photo_db, 
     query = jpeg(photo("coffee.png")[20:-20, 30:-30], 50)
     assert Path(top_match(db, query)).resolve() == Path(top_match(photo_db, query)).resolve()
     assert top_match(db, query).endswith("coffee.png")
+
+
+def test_ray_indexes_into_either_store_and_resumes(store_db, photo_paths):
+    """`--ray` writes through the same transactional store API, so it fills Milvus + PostgreSQL as it
+    fills an index directory; a second run finds every image unchanged."""
+    files = [str(path) for path in photo_paths[:4]]
+    first = cli("index", "--db", store_db, *RAY_ARGS, *files)
+    assert first.returncode == 0, first.stderr
+    assert "indexed 4 new, 0 changed, 0 unchanged, 0 failed" in first.stderr
+    again = cli("index", "--db", store_db, *RAY_ARGS, *files)
+    assert "indexed 0 new, 0 changed, 4 unchanged, 0 failed" in again.stderr
+    store = open_store(store_db)
+    try:
+        assert store.catalogue.image_count() == 4
+        target = photo_paths[2]
+        result = search(store, jpeg(photo(target.name)[10:-10, 20:-20], 60), presets.search(), top_k=1)
+    finally:
+        store.close()
+    assert Path(result.matches[0].path).name == target.name
 
 
 def test_listing_with_file_and_http_urls_and_bad_lines(tmp_path, web_folder, photo_paths):
