@@ -318,8 +318,12 @@ class DistributedStore(StoredFeatures):
                 self._insert(db, image_id, image)
         try:
             for vector_set in self.vector_sets:
-                for vector_ids_, vectors in self._vectors_of(vector_set.name, ids, add):
-                    vector_set.insert(vector_ids_, vectors)
+                parts = list(self._vectors_of(vector_set.name, ids, add))
+                if parts:
+                    vector_set.insert(
+                        np.concatenate([part_ids for part_ids, _ in parts]),
+                        np.concatenate([vectors for _, vectors in parts]),
+                    )
         except BaseException:
             with contextlib.suppress(Exception):
                 self.finish_interrupted_write()
