@@ -11,6 +11,10 @@ time. Two answers are identical when they name the same images in the same order
 inliers and roles, and scores equal to 1e-5. Exact vector search on both sides (collections below
 the presets' exact thresholds) gives identical answers; past them the embedded store searches
 IVF-PQ codes and Milvus an HNSW graph, so local k-NN lists, and sometimes answers, differ.
+
+`--exact N` compares the stores where both search exactly: "before" is then a new index of the N
+source originals that the queries' top matches come from first (RootSIFT extracted again; N small
+enough for fewer than 50,000 local descriptors), copied to Milvus as above.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 
 from imgprov import presets
 from imgprov.images import load_image
+from imgprov.index import index_paths
 from imgprov.migrate import migrate, source_presets, vector_counts
 from imgprov.search import search
 from imgprov.storage import open_store, parse_location, store_writer
@@ -60,6 +65,20 @@ def answers(db: str, files: list[Path]) -> tuple[list[list[tuple]], float]:
     return found, (time.perf_counter() - started) / max(len(files), 1)
 
 
+def exact_subset(source: str, files: list[Path], count: int, target: str) -> list[int]:
+    """Index into `target` the `count` originals of `source` that are top matches of `files`
+    (in query order, then by id); returns their ids in `source`."""
+    top, _ = answers(source, files)
+    store = open_store(source)
+    chosen = list(dict.fromkeys([found[0][0] for found in top if found]))
+    chosen += [record.id for record in store.catalogue.all_images() if record.id not in chosen]
+    chosen = chosen[:count]
+    records = store.catalogue.images_by_ids(chosen)
+    with store_writer(target, presets=source_presets(store)) as destination:
+        index_paths(destination, [Path(records[image_id].path) for image_id in chosen])
+    return chosen
+
+
 def identical(first: list[tuple], second: list[tuple]) -> bool:
     return [m[:4] for m in first] == [m[:4] for m in second] and all(
         abs(a[4] - b[4]) <= 1e-5 for a, b in zip(first, second, strict=True)
@@ -75,17 +94,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("out/bench-stores"))
     parser.add_argument("--queries", type=Path, default=Path("data/bench/small-seed0/queries"))
     parser.add_argument("--per-kind", type=int, default=25)
+    parser.add_argument("--exact", type=int, default=0, help="compare on N originals, searched exactly")
     args = parser.parse_args(argv)
     if parse_location(args.db).embedded:
         parser.error("--db must name a distributed store (milvus://...)")
+    files = queries(args.queries, args.per_kind)
     before = str(args.workdir / "embedded")
     report: dict = {"source": args.source, "db": parse_location(args.db).describe()}
     report["copy_to_embedded_seconds"] = round(copy(args.source, before), 1)
+    if args.exact:
+        subset = str(args.workdir / f"embedded-{args.exact}")
+        report["originals"] = exact_subset(before, files, args.exact, subset)
+        before = subset
     report["copy_to_distributed_seconds"] = round(copy(before, args.db), 1)
     report["vectors"] = vector_counts(open_store(args.db))
     distributed = open_store(args.db)
     report["milvus_indexes"] = {s.name: s.index.describe() for s in distributed.vector_sets}
-    files = queries(args.queries, args.per_kind)
+    report["embedded_indexes"] = {s.name: s.state.layout for s in open_store(before).vector_sets}
     embedded_answers, embedded_seconds = answers(before, files)
     distributed_answers, distributed_seconds = answers(args.db, files)
     same = [identical(a, b) for a, b in zip(embedded_answers, distributed_answers, strict=True)]
@@ -108,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ],
     )
     args.workdir.mkdir(parents=True, exist_ok=True)
-    (args.workdir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    name = f"report-exact{args.exact}.json" if args.exact else "report.json"
+    (args.workdir / name).write_text(json.dumps(report, indent=1) + "\n")
     summary = {key: value for key, value in report.items() if key != "differing"}
     print(json.dumps(summary, indent=1))
     return 0

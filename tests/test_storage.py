@@ -20,7 +20,7 @@ import pytest
 from imgprov import presets
 from imgprov.check import check_store
 from imgprov.collection import CollectionPresets
-from imgprov.errors import IndexStoreError
+from imgprov.errors import IndexStoreError, PresetError
 from imgprov.index import discover_images, index_paths, remove_paths
 from imgprov.migrate import MigrationError, migrate, source_presets, vector_counts
 from imgprov.presets import VectorIndexConf
@@ -327,3 +327,29 @@ def test_locations():
     assert parse_location("milvus://localhost/x?sql=sqlite:///x.sqlite").port == 19530
     with pytest.raises(LocationError, match="use a directory"):
         parse_location("file:///tmp/db")
+
+
+def test_object_vectors_give_the_same_host_and_donor(servers, request, tmp_path_factory, photo_paths):
+    """An index with objects (OE-SIR, raw vectors) copied to Milvus: the splice's host and donor,
+    their regions and scores are the same; a preset that whitens on the collection is refused."""
+    embedded = new_db_in("embedded", request, tmp_path_factory)
+    names = {"coffee.png", "astronaut.png", "chelsea.png", "rocket.jpg"}
+    index(
+        embedded, [path for path in photo_paths if path.name in names], objects="oesir-grid-k8-mnv4c224-raw"
+    )
+    distributed = servers.db("objects")
+    source = open_store(embedded)
+    with store_writer(distributed, presets=source_presets(source)) as target:
+        assert migrate(source, target).vectors["objects"] == 8 * len(names)
+
+    def matches(db: str) -> list[tuple]:
+        result = search(open_store(db), spliced(), presets.search())
+        return [(m.image_id, m.role, m.inliers, round(m.score, 5), m.regions) for m in result.matches]
+
+    found = matches(embedded)
+    assert [role for _, role, *_ in found] == ["host", "donor"]
+    assert matches(distributed) == found
+    whitened = servers.db("whitened")
+    with pytest.raises(PresetError, match="whitens"):
+        index(whitened, photo_paths[:1], objects="oesir-grid-k8-effnet512-w256")
+    assert index(whitened, photo_paths[:1], objects="oesir-grid-k8-mnv4c224-raw").added

@@ -217,12 +217,9 @@ class DistributedStore(StoredFeatures):
         self.object_conf: ObjectConf | None = None
         self.object_set: MilvusVectors | None = None
         if catalogue.meta("preset.objects", NO_OBJECTS) != NO_OBJECTS:
-            self.object_conf = recorded_preset(catalogue, "preset.objects", object_preset)
-            if self.object_conf.whitening.dim:
-                raise PresetError(
-                    f"{self.root}: object preset {self.object_conf.name} whitens its vectors on the "
-                    "collection, which the distributed store does not support yet; use a raw (-raw) preset"
-                )
+            self.object_conf = supported_objects(
+                recorded_preset(catalogue, "preset.objects", object_preset), self.root
+            )
             dim = raw_dim(self.object_conf.embedding)
             self.object_set = self._vector_set(OBJECTS, dim, presets.OBJECT_INDEX)
 
@@ -268,6 +265,9 @@ class DistributedStore(StoredFeatures):
     ) -> Iterator[DistributedStore]:
         """Open for writing (creating the collection if `create`), holding the writer lock; an
         interrupted earlier write is rolled back or finished first (`removed_leftovers` says how)."""
+        requested = presets or CollectionPresets()
+        if requested.objects not in (None, NO_OBJECTS):
+            supported_objects(object_preset(requested.objects), location.describe())
         alias = connect(location.host, location.port)
         catalogue = _open_catalogue(location, create=create)
         try:
@@ -275,7 +275,7 @@ class DistributedStore(StoredFeatures):
                 if create:
                     catalogue.create()
                 catalogue.check_schema()
-                record_presets(catalogue, presets or CollectionPresets())
+                record_presets(catalogue, requested)
                 store = cls(location, catalogue, alias)
                 for vector_set in store.vector_sets:
                     vector_set.create()
@@ -318,8 +318,12 @@ class DistributedStore(StoredFeatures):
                 self._insert(db, image_id, image)
         try:
             for vector_set in self.vector_sets:
-                for vector_ids_, vectors in self._vectors_of(vector_set.name, ids, add):
-                    vector_set.insert(vector_ids_, vectors)
+                parts = list(self._vectors_of(vector_set.name, ids, add))
+                if parts:
+                    vector_set.insert(
+                        np.concatenate([part_ids for part_ids, _ in parts]),
+                        np.concatenate([vectors for _, vectors in parts]),
+                    )
         except BaseException:
             with contextlib.suppress(Exception):
                 self.finish_interrupted_write()
@@ -480,6 +484,16 @@ class DistributedStore(StoredFeatures):
                         "seconds": round(time.perf_counter() - started, 2),
                     },
                 )
+
+
+def supported_objects(conf: ObjectConf, root: str) -> ObjectConf:
+    """`conf`, unless the distributed store cannot keep its object vectors (PresetError)."""
+    if conf.whitening.dim:
+        raise PresetError(
+            f"{root}: object preset {conf.name} whitens its vectors on the collection, which the "
+            "distributed store does not support yet; use a raw (-raw) object preset"
+        )
+    return conf
 
 
 def _open_catalogue(location: Location, *, create: bool) -> DistributedCatalogue:
