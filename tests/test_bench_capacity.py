@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -60,8 +61,9 @@ def test_human_units():
     assert model.human_count(100_000_000) == "100M" and model.human_count(1_500) == "1.5k"
 
 
+@pytest.mark.embedded_only
 def test_part_bytes_accounts_for_every_part_of_a_real_index(photo_db, photo_paths):
-    parts = part_bytes(photo_db)
+    parts = part_bytes(Path(photo_db))
     assert parts["images"] == len(photo_paths)
     blobs = parts["catalogue_blobs"]
     assert blobs["descriptors"] == 128 * parts["keypoints"]
