@@ -19,7 +19,7 @@ import pdqhash
 from PIL import Image
 
 from imgprov import presets
-from imgprov.collection import Collection
+from imgprov.collection import Collection, CollectionPresets
 from imgprov.extract.rootsift import descriptors_as_float, extract_rootsift
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
@@ -78,10 +78,13 @@ STAGE_NAMES = {
     "local": "imgprov local (OS2OS)",
     "global": "SSCD global cosine (imgprov global stage)",
 }
+VERIFY_ONLY_NAME = "imgprov without a local index (--vectors none)"
 
 
 class ImgprovMethod:
     """imgprov's search, one stage or both, over an index on disk that its stages share."""
+
+    collection_presets = CollectionPresets()
 
     def __init__(self, db: Path, stage: str = "both", search_preset: str = presets.DEFAULT_SEARCH):
         self.name = STAGE_NAMES[stage]
@@ -96,7 +99,7 @@ class ImgprovMethod:
         self.attach(collection)
         files = [path.resolve() for path in collection.values()]
         started = time.perf_counter()
-        with Collection.writer(self.db) as writable:
+        with Collection.writer(self.db, presets=self.collection_presets) as writable:
             report = index_paths(writable, files)
         if report.failed:
             raise RuntimeError(f"indexing failed for {report.failed[:3]}")
@@ -132,6 +135,18 @@ class ImgprovMethod:
             no_match=not result.matches,
             seconds=dict(result.timings),
         )
+
+
+class VerifyOnlyMethod(ImgprovMethod):
+    """imgprov on a collection created without the feature-level local index (`--vectors none`):
+    the global stage's shortlist verified with the stored local features, no OS2OS voting; the
+    design past a few million images per shard (docs/scaling.md)."""
+
+    collection_presets = CollectionPresets(local_index="none")
+
+    def __init__(self, db: Path):
+        super().__init__(db, stage="both")
+        self.name = VERIFY_ONLY_NAME
 
 
 class RootSiftRansac:

@@ -28,7 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import corpus as corpus_module
-from benchmarks.methods import Answer, HashBaseline, ImgprovMethod, IndexStats, Method, RootSiftRansac
+from benchmarks.methods import (
+    Answer,
+    HashBaseline,
+    ImgprovMethod,
+    IndexStats,
+    Method,
+    RootSiftRansac,
+    VerifyOnlyMethod,
+)
 from benchmarks.queries import (
     GENERATOR_VERSION,
     QUERY_KINDS,
@@ -244,6 +252,7 @@ def build_methods(folder: Path, only: set[str] | None) -> list[Method]:
         both,
         local,
         ImgprovMethod(folder / "db", stage="global"),
+        VerifyOnlyMethod(folder / "db-verify-only"),
         RootSiftRansac(local),
         HashBaseline("phash"),
         HashBaseline("dhash"),

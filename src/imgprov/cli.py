@@ -79,7 +79,11 @@ def index(
         ),
     ] = None,
     vectors: Annotated[
-        str | None, typer.Option(help=f"Local vector-index preset: {_choices(presets.LOCAL_INDEXES)}.")
+        str | None,
+        typer.Option(
+            help=f"Local vector-index preset (OS2OS voting): {_choices(presets.LOCAL_INDEXES)}, or none "
+            "(local features only verify the global and object shortlists; needs --global)."
+        ),
     ] = None,
     global_descriptor: Annotated[
         str | None,

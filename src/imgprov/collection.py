@@ -33,6 +33,7 @@ LOCAL = "local"
 GLOBAL = "global"
 OBJECTS = "objects"
 NO_GLOBAL = "none"
+NO_LOCAL_INDEX = "none"
 NO_OBJECTS = "none"
 WHITENING_SAMPLE = 20_000
 """Most raw object vectors the object whitening is learned on."""
@@ -221,8 +222,11 @@ class Collection(StoredFeatures):
         self.removed_leftovers: list[str] = []
         """Vector files an interrupted write had left, deleted when this writer opened the index."""
         self.feature_conf = recorded_preset(catalogue, "preset.local_features", presets.local_features)
-        self.local_conf = recorded_preset(catalogue, "preset.local_index", presets.local_index)
-        self.local = VectorSet(LOCAL, root, self.local_conf, DESCRIPTOR_DIM, catalogue.vector_state(LOCAL))
+        self.local_conf = recorded_preset(catalogue, "preset.local_index", local_index_or_none)
+        self.local: VectorSet | None = None
+        if self.local_conf.name != NO_LOCAL_INDEX:
+            state = catalogue.vector_state(LOCAL)
+            self.local = VectorSet(LOCAL, root, self.local_conf, DESCRIPTOR_DIM, state)
         self.global_conf: GlobalConf | None = None
         self.global_set: VectorSet | None = None
         if catalogue.meta("preset.global", NO_GLOBAL) != NO_GLOBAL:
@@ -243,8 +247,8 @@ class Collection(StoredFeatures):
 
     @property
     def vector_sets(self) -> list[VectorSet]:
-        optional = [self.global_set, self.object_set]
-        return [self.local] + [vector_set for vector_set in optional if vector_set is not None]
+        optional = [self.local, self.global_set, self.object_set]
+        return [vector_set for vector_set in optional if vector_set is not None]
 
     @classmethod
     def open(cls, root: Path) -> Collection:
@@ -327,12 +331,13 @@ class Collection(StoredFeatures):
             ids = [self._insert(db, image) for image in add]
             added = {LOCAL: [], GLOBAL: [], OBJECTS: []}
             for image_id, image in zip(ids, add, strict=True):
-                added[LOCAL].append(
-                    (
-                        vector_ids(image_id, len(image.features)),
-                        descriptors_as_float(image.features.descriptors),
+                if self.local is not None:
+                    added[LOCAL].append(
+                        (
+                            vector_ids(image_id, len(image.features)),
+                            descriptors_as_float(image.features.descriptors),
+                        )
                     )
-                )
                 if image.embedding is not None:
                     added[GLOBAL].append((vector_ids(image_id, 1), image.embedding.reshape(1, -1)))
                 if image.objects is not None and self.object_set is not None:
@@ -404,9 +409,10 @@ class Collection(StoredFeatures):
             if old and old != vector_set.state.file:
                 (self.root / old).unlink(missing_ok=True)
 
-    def local_index(self):
-        """The FAISS index of all local descriptors (ids from `imgprov.vectors.vector_ids`)."""
-        return self.local.index()
+    def local_index(self) -> faiss.Index | None:
+        """The FAISS index of all local descriptors (ids from `imgprov.vectors.vector_ids`), None for
+        a collection created without one (`--vectors none`: local features verify shortlists only)."""
+        return self.local.index() if self.local is not None else None
 
     def global_index(self) -> faiss.Index | None:
         """The FAISS index of the global embeddings (inner product), None without a global set."""
@@ -504,11 +510,15 @@ def record_presets(catalogue: Catalogue, requested: CollectionPresets) -> None:
             presets.local_features,
             presets.DEFAULT_LOCAL_FEATURES,
         ),
-        "preset.local_index": (requested.local_index, presets.local_index, presets.DEFAULT_LOCAL_INDEX),
+        "preset.local_index": (requested.local_index, local_index_or_none, presets.DEFAULT_LOCAL_INDEX),
         "preset.global": (requested.global_descriptor, _global_or_none, DEFAULT_GLOBAL),
         "preset.global_index": (requested.global_index, presets.global_index, presets.DEFAULT_GLOBAL_INDEX),
         "preset.objects": (requested.objects, _objects_or_none, NO_OBJECTS),
     }
+    if requested.local_index == NO_LOCAL_INDEX and requested.global_descriptor == NO_GLOBAL:
+        raise PresetError(
+            "--vectors none needs a global descriptor (with --global none too, no stage finds candidates)"
+        )
     with catalogue.transaction():
         for key, (name, lookup, default) in wanted.items():
             canonical = lookup(name).name if name is not None else None
@@ -529,6 +539,12 @@ def record_presets(catalogue: Catalogue, requested: CollectionPresets) -> None:
 @dataclass(frozen=True)
 class _NoGlobal:
     name: str = NO_GLOBAL
+
+
+def local_index_or_none(name: str = presets.DEFAULT_LOCAL_INDEX):
+    """The local vector-index preset, or a stand-in named "none" for a collection without the
+    feature-level index (OS2OS voting off; local features kept per image to verify shortlists)."""
+    return _NoGlobal() if name == NO_LOCAL_INDEX else presets.local_index(name)
 
 
 def _global_or_none(name: str = DEFAULT_GLOBAL) -> GlobalConf | _NoGlobal:

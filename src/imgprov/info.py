@@ -27,8 +27,8 @@ def distributed_info(store: DistributedStore) -> dict:
         "keypoints": keypoints,
         "local_features_preset": store.feature_conf.name,
         "local_index_preset": store.local_conf.name,
-        "local_vectors": store.local.ntotal,
-        "local_index_layout": store.local.index.describe(),
+        "local_vectors": store.local.ntotal if store.local is not None else 0,
+        "local_index_layout": store.local.index.describe() if store.local is not None else "none",
         "global_preset": store.global_conf.name if store.global_conf is not None else "none",
         "objects_preset": store.object_conf.name if store.object_conf is not None else "none",
         "object_vectors": store.object_set.ntotal if store.object_set is not None else 0,
@@ -49,7 +49,7 @@ def collection_info(collection: Collection) -> dict:
     keypoints = int(
         catalogue.connection.execute("SELECT COALESCE(SUM(count), 0) FROM keypoints").fetchone()[0]
     )
-    state = collection.local.state
+    state = collection.local.state if collection.local is not None else catalogue.vector_state("local")
     disk = {path.name: path.stat().st_size for path in collection.root.iterdir() if path.is_file()}
     catalogue_bytes = sum(size for name, size in disk.items() if name.startswith("imgprov.sqlite"))
     vector_bytes = disk.get(state.file or "", 0)

@@ -105,6 +105,8 @@ def find_candidates(
         raise PresetError(f"unknown search stage {stage!r}; valid: {', '.join(STAGES)}")
     if stage == "global" and collection.global_set is None:
         raise IndexStoreError(f"{collection.root}: this index has no global descriptors (--global none)")
+    if stage == "local" and collection.local_index() is None:
+        raise IndexStoreError(f"{collection.root}: this index has no local vector index (--vectors none)")
     use_local = stage in ("local", "both")
     use_global = stage in ("global", "both") and collection.global_set is not None
     timings: dict[str, float] = {}
@@ -318,7 +320,7 @@ def restored_view(pixels: np.ndarray, collection: Collection) -> QueryView | Non
 def vote_with_view(collection: Collection, view: QueryView, conf: SearchConf) -> list[CandidateVotes]:
     """k-NN over the collection's descriptors, then OS2OS voting, for one query view."""
     index = collection.local_index()
-    if len(view.features) == 0 or index.ntotal == 0:
+    if index is None or len(view.features) == 0 or index.ntotal == 0:
         return []
     k = min(conf.os2os.knn, index.ntotal)
     distances, ids = index.search(descriptors_as_float(view.features.descriptors), k)

@@ -36,11 +36,13 @@ from imgprov.collection import (
     GLOBAL,
     LOCAL,
     NO_GLOBAL,
+    NO_LOCAL_INDEX,
     NO_OBJECTS,
     OBJECTS,
     CollectionPresets,
     NewImage,
     StoredFeatures,
+    local_index_or_none,
     record_presets,
     recorded_preset,
 )
@@ -206,8 +208,10 @@ class DistributedStore(StoredFeatures):
         self._object_stage = None
         self.object_whitening = None
         self.feature_conf = recorded_preset(catalogue, "preset.local_features", presets.local_features)
-        self.local_conf = recorded_preset(catalogue, "preset.local_index", presets.local_index)
-        self.local = self._vector_set(LOCAL, DESCRIPTOR_DIM, self.local_conf)
+        self.local_conf = recorded_preset(catalogue, "preset.local_index", local_index_or_none)
+        self.local: MilvusVectors | None = None
+        if self.local_conf.name != NO_LOCAL_INDEX:
+            self.local = self._vector_set(LOCAL, DESCRIPTOR_DIM, self.local_conf)
         self.global_conf: GlobalConf | None = None
         self.global_set: MilvusVectors | None = None
         if catalogue.meta("preset.global", NO_GLOBAL) != NO_GLOBAL:
@@ -239,8 +243,8 @@ class DistributedStore(StoredFeatures):
 
     @property
     def vector_sets(self) -> list[MilvusVectors]:
-        optional = [self.global_set, self.object_set]
-        return [self.local] + [vector_set for vector_set in optional if vector_set is not None]
+        optional = [self.local, self.global_set, self.object_set]
+        return [vector_set for vector_set in optional if vector_set is not None]
 
     @classmethod
     def open(cls, location: Location) -> DistributedStore:
@@ -295,7 +299,7 @@ class DistributedStore(StoredFeatures):
         """The generation committed now (this store's own view may be older)."""
         return self.catalogue.meta("generation", "0") or "0"
 
-    def local_index(self) -> MilvusVectors:
+    def local_index(self) -> MilvusVectors | None:
         return self.local
 
     def global_index(self) -> MilvusVectors | None:
