@@ -457,40 +457,7 @@ class Collection(StoredFeatures):
             ),
         )
         image_id = int(cursor.lastrowid)
-        features = image.features
-        db.execute(
-            "INSERT INTO keypoints (image_id, count, geometry) VALUES (?, ?, ?)",
-            (image_id, len(features), features.geometry().tobytes()),
-        )
-        db.execute(
-            "INSERT INTO descriptors (image_id, data) VALUES (?, ?)",
-            (image_id, np.ascontiguousarray(features.descriptors, dtype=np.uint8).tobytes()),
-        )
-        if image.credentials is not None:
-            db.execute(
-                "INSERT INTO credentials (image_id, state, document, store) VALUES (?, ?, ?, ?)",
-                (
-                    image_id,
-                    image.credentials.state.value,
-                    json.dumps(image.credentials.to_json()),
-                    image.credentials.raw_store,
-                ),
-            )
-        if image.embedding is not None and self.global_set is not None:
-            db.execute(
-                "INSERT INTO global_vectors (image_id, data) VALUES (?, ?)",
-                (image_id, np.ascontiguousarray(image.embedding, dtype=np.float32).tobytes()),
-            )
-        if image.objects is not None and self.object_set is not None:
-            db.execute(
-                "INSERT INTO objects (image_id, count, boxes, vectors) VALUES (?, ?, ?, ?)",
-                (
-                    image_id,
-                    len(image.objects),
-                    np.ascontiguousarray(image.objects.boxes, dtype=np.float32).tobytes(),
-                    np.ascontiguousarray(image.objects.vectors, dtype=np.float32).tobytes(),
-                ),
-            )
+        insert_features(db, image_id, image, self.global_set is not None, self.object_set is not None)
         return image_id
 
     def _commit_vectors(
@@ -500,6 +467,46 @@ class Collection(StoredFeatures):
         self.catalogue.record_vector_state(vector_set.write())
         for event in events:
             self.catalogue.log_event("vector-layout", event)
+
+
+def insert_features(db, image_id: int, image: NewImage, with_global: bool, with_objects: bool) -> None:
+    """Insert one image's catalogue rows (keypoints, descriptors, credentials, and its global
+    embedding and objects where the collection keeps them) through a DB-API connection with `?`
+    placeholders; both stores' catalogues share these tables."""
+    features = image.features
+    db.execute(
+        "INSERT INTO keypoints (image_id, count, geometry) VALUES (?, ?, ?)",
+        (image_id, len(features), features.geometry().tobytes()),
+    )
+    db.execute(
+        "INSERT INTO descriptors (image_id, data) VALUES (?, ?)",
+        (image_id, np.ascontiguousarray(features.descriptors, dtype=np.uint8).tobytes()),
+    )
+    if image.credentials is not None:
+        db.execute(
+            "INSERT INTO credentials (image_id, state, document, store) VALUES (?, ?, ?, ?)",
+            (
+                image_id,
+                image.credentials.state.value,
+                json.dumps(image.credentials.to_json()),
+                image.credentials.raw_store,
+            ),
+        )
+    if image.embedding is not None and with_global:
+        db.execute(
+            "INSERT INTO global_vectors (image_id, data) VALUES (?, ?)",
+            (image_id, np.ascontiguousarray(image.embedding, dtype=np.float32).tobytes()),
+        )
+    if image.objects is not None and with_objects:
+        db.execute(
+            "INSERT INTO objects (image_id, count, boxes, vectors) VALUES (?, ?, ?, ?)",
+            (
+                image_id,
+                len(image.objects),
+                np.ascontiguousarray(image.objects.boxes, dtype=np.float32).tobytes(),
+                np.ascontiguousarray(image.objects.vectors, dtype=np.float32).tobytes(),
+            ),
+        )
 
 
 def record_presets(catalogue: Catalogue, requested: CollectionPresets) -> None:

@@ -25,7 +25,6 @@ exclude each other with a PostgreSQL advisory lock (SQLite: a lock file).
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator
 
@@ -42,6 +41,7 @@ from imgprov.collection import (
     CollectionPresets,
     NewImage,
     StoredFeatures,
+    insert_features,
     local_index_or_none,
     record_presets,
     recorded_preset,
@@ -409,40 +409,7 @@ class DistributedStore(StoredFeatures):
                 PENDING,
             ),
         )
-        features = image.features
-        db.execute(
-            "INSERT INTO keypoints (image_id, count, geometry) VALUES (?, ?, ?)",
-            (image_id, len(features), features.geometry().tobytes()),
-        )
-        db.execute(
-            "INSERT INTO descriptors (image_id, data) VALUES (?, ?)",
-            (image_id, np.ascontiguousarray(features.descriptors, dtype=np.uint8).tobytes()),
-        )
-        if image.credentials is not None:
-            db.execute(
-                "INSERT INTO credentials (image_id, state, document, store) VALUES (?, ?, ?, ?)",
-                (
-                    image_id,
-                    image.credentials.state.value,
-                    json.dumps(image.credentials.to_json()),
-                    image.credentials.raw_store,
-                ),
-            )
-        if image.embedding is not None and self.global_set is not None:
-            db.execute(
-                "INSERT INTO global_vectors (image_id, data) VALUES (?, ?)",
-                (image_id, np.ascontiguousarray(image.embedding, dtype=np.float32).tobytes()),
-            )
-        if image.objects is not None and self.object_set is not None:
-            db.execute(
-                "INSERT INTO objects (image_id, count, boxes, vectors) VALUES (?, ?, ?, ?)",
-                (
-                    image_id,
-                    len(image.objects),
-                    np.ascontiguousarray(image.objects.boxes, dtype=np.float32).tobytes(),
-                    np.ascontiguousarray(image.objects.vectors, dtype=np.float32).tobytes(),
-                ),
-            )
+        insert_features(db, image_id, image, self.global_set is not None, self.object_set is not None)
 
     def _vectors_of(
         self, name: str, ids: list[int], add: list[NewImage]
