@@ -40,7 +40,7 @@ import numpy as np
 from benchmarks import capacity_model as model
 from benchmarks import corpus as corpus_module
 from benchmarks.bench_global_scale import build_index, synthetic_vectors
-from benchmarks.report import write_section
+from benchmarks.report import markdown_table, write_section
 from benchmarks.run import DATA, SIZES, git_commit, machine_description, split_corpus
 from imgprov import presets
 from imgprov.collection import Collection, CollectionPresets
@@ -473,7 +473,7 @@ def report_lines(figures: dict) -> list[str]:
         "",
         "### Bytes per image",
         "",
-        _table(
+        markdown_table(
             [
                 "images",
                 "keypoints/image",
@@ -494,7 +494,7 @@ def report_lines(figures: dict) -> list[str]:
         "",
         "### Indexing throughput (Ray, local cluster)",
         "",
-        _table(
+        markdown_table(
             ["images", "added", "workers", "seconds", "images/s"],
             [
                 [
@@ -510,7 +510,7 @@ def report_lines(figures: dict) -> list[str]:
         "",
         "### Extraction CPU time per image on one core (ms)",
         "",
-        _table(
+        markdown_table(
             ["images", "megapixels", *figures["extraction_1mp"]["ms"]],
             [
                 [str(e["images"]), str(e["megapixels_mean"]), *(str(v) for v in e["ms"].values())]
@@ -523,7 +523,7 @@ def report_lines(figures: dict) -> list[str]:
         "",
         "### Search cost per query (ms, p50 / p95)",
         "",
-        _table(
+        markdown_table(
             [
                 "images",
                 "queries",
@@ -540,7 +540,7 @@ def report_lines(figures: dict) -> list[str]:
         "",
         "### Global stage beyond the real collection (synthetic vectors)",
         "",
-        _table(
+        markdown_table(
             [
                 "vectors",
                 "real",
@@ -659,7 +659,7 @@ def model_lines(figures: dict) -> list[str]:
         "Nodes to extract: the default presets with "
         "objects on 1-MP JPEGs, at the parallel efficiency measured with Ray.",
         "",
-        _table(
+        markdown_table(
             [
                 "images",
                 "disk",
@@ -737,12 +737,6 @@ def _search_row(point: dict) -> list[str]:
         cell(stages["both"]["total"]),
         " / ".join(f"{stages[s]['IR@1']:.2f}" for s in ("local", "global", "both")),
     ]
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _load() -> str:

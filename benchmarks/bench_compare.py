@@ -48,7 +48,7 @@ from PIL import Image
 
 from benchmarks.calibrate_compare import DATA, corpus_photos, pair_sets, split_photos
 from benchmarks.queries import PAIR_KINDS, Pair, load_mask, load_rgb
-from benchmarks.report import write_section
+from benchmarks.report import markdown_table, write_section
 from benchmarks.run import git_commit, machine_description
 from imgprov import metrics
 from imgprov.compare import deep
@@ -421,7 +421,7 @@ def markdown(context: dict, summaries: dict[str, dict], matrix: list[list[int]],
         "",
         "### imgprov compare: verdicts per set",
         "",
-        _table(
+        markdown_table(
             ["set", "answered benign", "answered manipulated", "answered distinct"],
             [[SET_NAMES[kind], *map(str, counts)] for kind, counts in zip(PAIR_KINDS, matrix, strict=True)],
         ),
@@ -461,7 +461,7 @@ def _main_table(summaries: dict[str, dict]) -> str:
         ]
         for name, s in summaries.items()
     ]
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def _threshold_table(summaries: dict[str, dict]) -> str:
@@ -484,7 +484,7 @@ def _threshold_table(summaries: dict[str, dict]) -> str:
         ]
         for name, s in summaries.items()
     ]
-    return _table(header, rows)
+    return markdown_table(header, rows)
 
 
 def _speed_lines(speed: dict) -> list[str]:
@@ -502,7 +502,7 @@ def _speed_lines(speed: dict) -> list[str]:
         'CPU: process CPU time of all threads; wall: elapsed time. "with search features": the RootSIFT',
         "features search already extracted (default preset) are passed in, as `search --explain` does.",
         "",
-        _table(["ms per pair", "mean", "median", "p95", "max"], rows),
+        markdown_table(["ms per pair", "mean", "median", "p95", "max"], rows),
         "",
         "Mean wall time per step (features extracted by compare): "
         + ", ".join(f"{step} {ms:.0f} ms" for step, ms in speed["steps_wall_ms"].items())
@@ -527,12 +527,6 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return "-" if np.isnan(value) else f"{value:.3f}"
     return str(value)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 # --- main --------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.report import write_section
+from benchmarks.report import markdown_table, write_section
 from benchmarks.run import git_commit, machine_description
 from imgprov import presets
 from imgprov.images import load_image
@@ -141,22 +141,31 @@ def with_collection_name(db: str, name: str) -> str:
 
 
 def markdown(reports: list[dict], command: str, seconds: float, load: tuple[float, float]) -> str:
-    rows = []
-    for report in reports:
-        kind = f"{report['images']} originals" + (" (searched exactly)" if report["exact"] else "")
-        rows.append(
-            "| {} | {:,} | `{}` | `{}` | {} | **{}** | **{}** | {} | {} |".format(
-                kind,
-                report["vectors"]["local"],
-                report["embedded_indexes"]["local"],
-                report["milvus_indexes"]["local"],
-                report["queries"],
-                report["identical_answers"],
-                report["identical_top_match"],
-                report["seconds_per_query"]["embedded"],
-                report["seconds_per_query"]["distributed"],
-            )
-        )
+    header = [
+        "collection",
+        "local descriptors",
+        "embedded index (local)",
+        "Milvus index (local)",
+        "queries",
+        "identical answers",
+        "same top match",
+        "s/query embedded",
+        "s/query Milvus + PostgreSQL",
+    ]
+    rows = [
+        [
+            f"{report['images']} originals" + (" (searched exactly)" if report["exact"] else ""),
+            f"{report['vectors']['local']:,}",
+            f"`{report['embedded_indexes']['local']}`",
+            f"`{report['milvus_indexes']['local']}`",
+            str(report["queries"]),
+            f"**{report['identical_answers']}**",
+            f"**{report['identical_top_match']}**",
+            str(report["seconds_per_query"]["embedded"]),
+            str(report["seconds_per_query"]["distributed"]),
+        ]
+        for report in reports
+    ]
     return "\n".join(
         [
             "Reproduce with:",
@@ -178,10 +187,7 @@ def markdown(reports: list[dict], command: str, seconds: float, load: tuple[floa
             "exact thresholds both stores search exactly; past them the embedded store searches IVF-PQ",
             "codes and Milvus an HNSW graph (docs/scaling.md).",
             "",
-            "| collection | local descriptors | embedded index (local) | Milvus index (local) | queries "
-            "| identical answers | same top match | s/query embedded | s/query Milvus + PostgreSQL |",
-            "|---|---|---|---|---|---|---|---|---|",
-            *rows,
+            markdown_table(header, rows),
         ]
     )
 

@@ -127,7 +127,7 @@ def _markdown(context: dict, results: dict) -> list[str]:
         lines += [
             f"### {title}",
             "",
-            _table(
+            markdown_table(
                 ["method", *columns],
                 [[name, *(_number(entry.get(c)) for c in columns)] for name, entry in rows],
             ),
@@ -138,7 +138,7 @@ def _markdown(context: dict, results: dict) -> list[str]:
         "Precision: of the queries a method answered with *no match*, the fraction that really had none "
         "(Distinct); recall: of the Distinct queries, the fraction answered with *no match*.",
         "",
-        _table(
+        markdown_table(
             ["method", "precision", "recall"],
             [
                 [name, _number(r["no_match"]["precision"]), _number(r["no_match"]["recall"])]
@@ -164,11 +164,12 @@ def _markdown(context: dict, results: dict) -> list[str]:
             summary = result["seconds"].get(stage)
             row.append(f"{summary['mean'] * 1000:.0f} / {summary['p95'] * 1000:.0f}" if summary else "-")
         rows.append(row)
-    lines.append(_table(["method", "index ms/image", "index bytes/image", *stages], rows))
+    lines.append(markdown_table(["method", "index ms/image", "index bytes/image", *stages], rows))
     return lines
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table of string cells."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)

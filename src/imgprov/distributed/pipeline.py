@@ -38,7 +38,8 @@ from imgprov.errors import ImgprovError
 from imgprov.index import IndexReport, Progress
 from imgprov.provenance import TrustAnchors
 
-LOCAL = "local"
+LOCAL_CLUSTER = "local"
+"""The `--ray` address that starts a cluster on this machine for one command."""
 CONNECT_SECONDS = 10.0
 """How long a HOST:PORT cluster address may take to accept a connection."""
 OBJECT_STORE_BYTES = 512 << 20
@@ -55,7 +56,7 @@ class RayConf:
     anything else ("auto", "HOST:PORT", "ray://HOST:PORT") joins a running cluster, where `workers`
     extraction processes are started. `threads` is each worker's CPU threads."""
 
-    address: str = LOCAL
+    address: str = LOCAL_CLUSTER
     workers: int = 2
     threads: int = 1
 
@@ -76,10 +77,10 @@ def ray_cluster(conf: RayConf) -> Iterator[None]:
         if not isinstance(handler, logging.FileHandler):
             handler.setLevel(logging.ERROR)
     options = {"log_to_driver": False, "include_dashboard": False, "configure_logging": False}
-    if conf.address != LOCAL:
+    if conf.address != LOCAL_CLUSTER:
         _check_reachable(conf.address)
     try:
-        if conf.address == LOCAL:
+        if conf.address == LOCAL_CLUSTER:
             ray.init(num_cpus=conf.workers, object_store_memory=OBJECT_STORE_BYTES, **options)
         else:
             ray.init(address=conf.address, **options)
