@@ -76,3 +76,11 @@ def test_an_existing_collection_keeps_its_local_index_preset(verify_only_db):
         store_writer(verify_only_db, presets=CollectionPresets(local_index=presets.DEFAULT_LOCAL_INDEX)),
     ):
         pass
+
+
+def test_an_unknown_local_index_preset_names_none_among_the_valid_ones(store_db):
+    with (
+        pytest.raises(PresetError, match=r"valid: .*exact50k-ivfpq32-probe16.*, none$"),
+        store_writer(store_db, presets=CollectionPresets(local_index="nope")),
+    ):
+        pass

@@ -551,7 +551,12 @@ class _NoGlobal:
 def local_index_or_none(name: str = presets.DEFAULT_LOCAL_INDEX):
     """The local vector-index preset, or a stand-in named "none" for a collection without the
     feature-level index (OS2OS voting off; local features kept per image to verify shortlists)."""
-    return _NoGlobal() if name == NO_LOCAL_INDEX else presets.local_index(name)
+    if name == NO_LOCAL_INDEX:
+        return _NoGlobal()
+    if name not in presets.LOCAL_INDEXES:
+        valid = ", ".join([*sorted(presets.LOCAL_INDEXES), NO_LOCAL_INDEX])
+        raise PresetError(f"unknown local-index preset {name!r}; valid: {valid}")
+    return presets.local_index(name)
 
 
 def _global_or_none(name: str = DEFAULT_GLOBAL) -> GlobalConf | _NoGlobal:
