@@ -19,8 +19,8 @@ import pytest
 
 from imgprov import presets
 from imgprov.check import check_store
-from imgprov.collection import CollectionPresets
-from imgprov.errors import IndexStoreError, PresetError
+from imgprov.collection import OBJECTS, CollectionPresets
+from imgprov.errors import IndexStoreError
 from imgprov.index import discover_images, index_paths, remove_paths
 from imgprov.migrate import MigrationError, migrate, source_presets, vector_counts
 from imgprov.presets import VectorIndexConf
@@ -331,7 +331,7 @@ def test_locations():
 
 def test_object_vectors_give_the_same_host_and_donor(servers, request, tmp_path_factory, photo_paths):
     """An index with objects (OE-SIR, raw vectors) copied to Milvus: the splice's host and donor,
-    their regions and scores are the same; a preset that whitens on the collection is refused."""
+    their regions and scores are the same."""
     embedded = new_db_in("embedded", request, tmp_path_factory)
     names = {"coffee.png", "astronaut.png", "chelsea.png", "rocket.jpg"}
     index(
@@ -349,7 +349,82 @@ def test_object_vectors_give_the_same_host_and_donor(servers, request, tmp_path_
     found = matches(embedded)
     assert [role for _, role, *_ in found] == ["host", "donor"]
     assert matches(distributed) == found
-    whitened = servers.db("whitened")
-    with pytest.raises(PresetError, match="whitens"):
-        index(whitened, photo_paths[:1], objects="oesir-grid-k8-effnet512-w256")
-    assert index(whitened, photo_paths[:1], objects="oesir-grid-k8-mnv4c224-raw").added
+
+
+WHITENED = "oesir-grid-k8-effnet512-w256"
+SPLICE_NAMES = ("coffee.png", "astronaut.png", "chelsea.png", "rocket.jpg")
+
+
+def index_one_by_one(db: str, paths: list[Path]) -> None:
+    """One write per image: the object whitening is learned after the first (8 objects) and again
+    after the third (24 > 2 x 8)."""
+    with store_writer(db, presets=CollectionPresets(objects=WHITENED)) as collection:
+        index_paths(collection, paths, batch_size=1)
+
+
+def spliced_matches(db: str) -> list[tuple]:
+    store = open_store(db)
+    try:
+        result = search(store, spliced(), presets.search())
+        return [(m.image_id, m.role, m.inliers, round(m.score, 4)) for m in result.matches]
+    finally:
+        store.close()
+
+
+def object_collections(db: str) -> tuple[str, list[str]]:
+    """The Milvus collection the objects are searched in, and every object collection there is."""
+    with store_writer(db, create=False) as writer:
+        current = writer.object_set.collection_name
+        prefix = current.split(f"_{OBJECTS}")[0] + f"_{OBJECTS}"
+        return current, sorted(n for n in writer.object_set.server_collections() if n.startswith(prefix))
+
+
+def test_whitened_objects_are_learned_alike_in_both_stores(servers, request, tmp_path_factory, photo_paths):
+    """A preset that PCA-whitens object vectors on the collection: the same whitening, learned at
+    the same writes, gives the same splice answer; each new whitening writes the objects into a new
+    Milvus collection, the previous one is kept for open readers and older ones are dropped."""
+    paths = [path for name in SPLICE_NAMES for path in photo_paths if path.name == name]
+    embedded, distributed = new_db_in("embedded", request, tmp_path_factory), servers.db("whitened")
+    index_one_by_one(embedded, paths)
+    index_one_by_one(distributed, paths)
+    store = open_store(distributed)
+    assert store.catalogue.meta("objects.whitening.trained_on") == "24"
+    assert store.object_set.dim == 256 and store.object_index().ntotal == 32
+    np.testing.assert_array_equal(
+        store.object_whitening.projection, open_store(embedded).object_whitening.projection
+    )
+    assert check_store(store, repair=False).ok
+    found = spliced_matches(embedded)
+    assert [role for _, role, *_ in found[:2]] == ["host", "donor"]
+    assert spliced_matches(distributed) == found
+    current, every = object_collections(distributed)
+    previous = store.catalogue.meta("vectors.objects.previous")
+    assert current.endswith("_g3") and previous.endswith("_g1") and every == sorted([current, previous])
+    copy = servers.db("whitened_copy")
+    with store_writer(copy, presets=source_presets(store)) as target:
+        migrate(store, target, batch_size=1)
+    assert spliced_matches(copy) == found
+
+
+def test_a_failed_rewhitening_leaves_the_collection_as_it_was(servers, photo_paths, monkeypatch):
+    from imgprov.storage.milvus import MilvusVectors
+
+    paths = [path for name in SPLICE_NAMES for path in photo_paths if path.name == name]
+    db = servers.db("rewhitening")
+    index_one_by_one(db, paths[:2])
+    before = (spliced_matches(db), object_collections(db))
+    insert = MilvusVectors.insert
+
+    def fail_in_new_collections(self, ids, vectors):
+        if "_g" in self.collection_name:
+            raise SystemExit("killed")
+        insert(self, ids, vectors)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MilvusVectors, "insert", fail_in_new_collections)
+        with pytest.raises(SystemExit):
+            index_one_by_one(db, paths[2:3])
+    assert (spliced_matches(db), object_collections(db)) == before
+    assert check_store(open_store(db), repair=False).ok
+    index_one_by_one(db, paths[2:])
+    assert open_store(db).catalogue.meta("objects.whitening.trained_on") == "24"

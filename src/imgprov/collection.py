@@ -12,7 +12,7 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,13 +189,49 @@ class StoredFeatures:
             self._object_stage = ObjectStage(self.object_conf)
         return self._object_stage
 
-    def _raw_objects(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Every image's (ids (k,) int64, raw object vectors (k, D0) float32), in id order."""
+    def _raw_objects(
+        self, leave_out: frozenset[int] = frozenset()
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every image's (ids (k,) int64, raw object vectors (k, D0) float32), in id order, but
+        those of the images `leave_out` names."""
         cursor = self.catalogue.connection.execute(
             "SELECT image_id, count, vectors FROM objects WHERE count > 0 ORDER BY image_id"
         )
         for image_id, count, data in cursor:
-            yield vector_ids(image_id, count), np.frombuffer(data, dtype=np.float32).reshape(count, -1)
+            if image_id not in leave_out:
+                yield vector_ids(image_id, count), np.frombuffer(data, dtype=np.float32).reshape(count, -1)
+
+    def _whitening_due(self, total: int) -> bool:
+        """Whether the object whitening must be learned (again) now that `total` raw object vectors
+        are stored: the preset whitens, and there is no whitening yet or the objects outgrew the
+        last fit (`WHITENING_GROWTH`)."""
+        if self.object_conf is None or self.object_conf.whitening.dim == 0 or total < 2:
+            return False
+        trained_on = int(self.catalogue.meta("objects.whitening.trained_on", "0") or 0)
+        return self.object_whitening is None or total > trained_on * WHITENING_GROWTH
+
+    def _fit_whitening(self, raw: Iterable[np.ndarray]) -> ObjectWhitening:
+        """The preset's whitening learned on (a sample of) raw object vectors, (k, D0) float32 each."""
+        assert self.object_conf is not None
+        sample = np.concatenate(list(raw))
+        if len(sample) > WHITENING_SAMPLE:
+            keep = np.random.default_rng(7).choice(len(sample), WHITENING_SAMPLE, replace=False)
+            sample = sample[np.sort(keep)]
+        conf = self.object_conf.whitening
+        return _padded(ObjectWhitening.fit(sample, conf), conf.dim)
+
+    def adopt_whitening(self, whitening: ObjectWhitening, trained_on: int) -> None:
+        """Take the object whitening of the collection this one is a copy of, before any object is
+        stored, so that both hold the same object vectors and give the same answers."""
+        with self.catalogue.transaction():
+            self._record_whitening(whitening, trained_on)
+
+    def _record_whitening(self, whitening: ObjectWhitening, trained_on: int) -> None:
+        """Make `whitening` the collection's (in the caller's write transaction)."""
+        self.object_whitening = whitening
+        self.catalogue.set_meta("objects.whitening", base64.b64encode(whitening.to_bytes()).decode())
+        self.catalogue.set_meta("objects.whitening.trained_on", str(trained_on))
+        self.catalogue.log_event("objects-whitening", {"trained_on": trained_on, "dim": whitening.dim})
 
     def _batches(self, name: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every image's (ids (N,) int64, vectors (N, dim) float32) of one vector set, in id order."""
@@ -354,25 +390,11 @@ class Collection(StoredFeatures):
 
     def _refit_whitening(self, db: sqlite3.Connection) -> bool:
         """Learn the object whitening on the stored raw vectors (inside the write transaction) when
-        the preset whitens and the objects outgrew the last fit; True when it was learned again."""
-        assert self.object_conf is not None
-        conf = self.object_conf.whitening
-        if conf.dim == 0:
-            return False
+        it is due (`_whitening_due`); True when it was learned again."""
         total = int(db.execute("SELECT COALESCE(SUM(count), 0) FROM objects").fetchone()[0])
-        trained_on = int(self.catalogue.meta("objects.whitening.trained_on", "0") or 0)
-        if total < 2 or (self.object_whitening is not None and total <= trained_on * WHITENING_GROWTH):
+        if not self._whitening_due(total):
             return False
-        sample = np.concatenate([raw for _, raw in self._raw_objects()])
-        if len(sample) > WHITENING_SAMPLE:
-            keep = np.random.default_rng(7).choice(len(sample), WHITENING_SAMPLE, replace=False)
-            sample = sample[np.sort(keep)]
-        self.object_whitening = _padded(ObjectWhitening.fit(sample, conf), conf.dim)
-        self.catalogue.set_meta(
-            "objects.whitening", base64.b64encode(self.object_whitening.to_bytes()).decode()
-        )
-        self.catalogue.set_meta("objects.whitening.trained_on", str(total))
-        self.catalogue.log_event("objects-whitening", {"trained_on": total, "dim": conf.dim})
+        self._record_whitening(self._fit_whitening(raw for _, raw in self._raw_objects()), total)
         return True
 
     @staticmethod

@@ -60,6 +60,9 @@ def migrate(
             f"{target.root} already holds {len(foreign)} images that are not the source's "
             f"(first: id {foreign[0].id}, {foreign[0].path}); migrate into a new collection"
         )
+    if not present and source.object_whitening is not None:
+        trained_on = int(source.catalogue.meta("objects.whitening.trained_on", "0") or 0)
+        target.adopt_whitening(source.object_whitening, trained_on)
     done = {record.id for record in present}
     todo = [record for record in records if record.id not in done]
     for batch in _batches(todo, batch_size):

@@ -25,6 +25,7 @@ exclude each other with a PostgreSQL advisory lock (SQLite: a lock file).
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 
@@ -45,15 +46,23 @@ from imgprov.collection import (
     local_index_or_none,
     record_presets,
     recorded_preset,
+    stored_whitening,
 )
-from imgprov.errors import IndexStoreError, PresetError
+from imgprov.errors import IndexStoreError
 from imgprov.extract.rootsift import DESCRIPTOR_DIM, descriptors_as_float
 from imgprov.extract.sscd import EMBEDDING_DIM, GlobalConf, global_preset
 from imgprov.objects.conf import ObjectConf, object_preset
 from imgprov.objects.embed import raw_dim
 from imgprov.presets import VectorIndexConf
 from imgprov.storage.location import Location
-from imgprov.storage.milvus import MilvusIndex, MilvusVectors, connect, milvus_index_for, next_index
+from imgprov.storage.milvus import (
+    MilvusIndex,
+    MilvusVectors,
+    connect,
+    milvus_index_for,
+    next_index,
+    replace_collection,
+)
 from imgprov.storage.sql import SqlDatabase
 from imgprov.store import Catalogue
 from imgprov.vectors import vector_ids
@@ -206,7 +215,7 @@ class DistributedStore(StoredFeatures):
         self.removed_leftovers: list[str] = []
         self.generation = catalogue.meta("generation", "0") or "0"
         self._object_stage = None
-        self.object_whitening = None
+        self.object_whitening = stored_whitening(catalogue)
         self.feature_conf = recorded_preset(catalogue, "preset.local_features", presets.local_features)
         self.local_conf = recorded_preset(catalogue, "preset.local_index", local_index_or_none)
         self.local: MilvusVectors | None = None
@@ -221,10 +230,8 @@ class DistributedStore(StoredFeatures):
         self.object_conf: ObjectConf | None = None
         self.object_set: MilvusVectors | None = None
         if catalogue.meta("preset.objects", NO_OBJECTS) != NO_OBJECTS:
-            self.object_conf = supported_objects(
-                recorded_preset(catalogue, "preset.objects", object_preset), self.root
-            )
-            dim = raw_dim(self.object_conf.embedding)
+            self.object_conf = recorded_preset(catalogue, "preset.objects", object_preset)
+            dim = self.object_conf.whitening.dim or raw_dim(self.object_conf.embedding)
             self.object_set = self._vector_set(OBJECTS, dim, presets.OBJECT_INDEX)
 
     def _vector_set(self, name: str, dim: int, conf: VectorIndexConf) -> MilvusVectors:
@@ -233,7 +240,7 @@ class DistributedStore(StoredFeatures):
         return MilvusVectors(
             name,
             self.alias,
-            f"{self.location.name}_{name}",
+            self.catalogue.meta(f"vectors.{name}.collection") or f"{self.location.name}_{name}",
             dim,
             conf,
             int(self.catalogue.meta(f"vectors.{name}.count", "0") or 0),
@@ -270,8 +277,6 @@ class DistributedStore(StoredFeatures):
         """Open for writing (creating the collection if `create`), holding the writer lock; an
         interrupted earlier write is rolled back or finished first (`removed_leftovers` says how)."""
         requested = presets or CollectionPresets()
-        if requested.objects not in (None, NO_OBJECTS):
-            supported_objects(object_preset(requested.objects), location.describe())
         alias = connect(location.host, location.port)
         catalogue = _open_catalogue(location, create=create)
         try:
@@ -284,6 +289,7 @@ class DistributedStore(StoredFeatures):
                 for vector_set in store.vector_sets:
                     vector_set.create()
                 store.removed_leftovers = store.finish_interrupted_write()
+                store.removed_leftovers += store.drop_unused_object_sets()
                 yield store
         finally:
             catalogue.close()
@@ -313,15 +319,20 @@ class DistributedStore(StoredFeatures):
 
     def apply(self, *, add: list[NewImage] = (), remove: list[int] = ()) -> list[int]:
         """Remove and insert images and their vectors, atomically for readers (module docstring);
-        returns the new ids."""
+        returns the new ids. When the object whitening is learned again, every object vector
+        changes: they go to a new Milvus collection, the one readers use from the commit on."""
         if not add and not remove:
             return []
         with self.catalogue.transaction() as db:
             ids = self._new_ids(add)
             for image_id, image in zip(ids, add, strict=True):
                 self._insert(db, image_id, image)
+        rewhitened: tuple[MilvusVectors, int] | None = None
         try:
+            rewhitened = self._rewhitened_objects(frozenset(remove))
             for vector_set in self.vector_sets:
+                if rewhitened is not None and vector_set is self.object_set:
+                    continue
                 parts = list(self._vectors_of(vector_set.name, ids, add))
                 if parts:
                     vector_set.insert(
@@ -329,16 +340,81 @@ class DistributedStore(StoredFeatures):
                         np.concatenate([vectors for _, vectors in parts]),
                     )
         except BaseException:
+            self._abandon(rewhitened)
             with contextlib.suppress(Exception):
                 self.finish_interrupted_write()
             raise
-        with self.catalogue.transaction() as db:
-            db.executemany("UPDATE image_rows SET state = ? WHERE id = ?", [(REMOVING, i) for i in remove])
-            db.executemany("UPDATE image_rows SET state = ? WHERE id = ?", [(COMMITTED, i) for i in ids])
-            self._record_counts(db)
+        objects_before = self.object_set
+        try:
+            with self.catalogue.transaction() as db:
+                self._set_states(db, REMOVING, remove)
+                self._set_states(db, COMMITTED, ids)
+                if rewhitened is not None:
+                    self._switch_objects(*rewhitened)
+                self._record_counts(db)
+        except BaseException:
+            self.object_set = objects_before
+            self._abandon(rewhitened)
+            raise
         self._delete_removing()
+        if rewhitened is not None:
+            self.drop_unused_object_sets()
         self._update_layouts()
         return ids
+
+    @staticmethod
+    def _set_states(db: SqlDatabase, state: str, image_ids: list[int]) -> None:
+        db.executemany("UPDATE image_rows SET state = ? WHERE id = ?", [(state, i) for i in image_ids])
+
+    def _rewhitened_objects(self, removed: frozenset[int]) -> tuple[MilvusVectors, int] | None:
+        """When the whitening is due (the new images' rows are pending, `removed` still committed):
+        learn it, write every object vector whitened anew into a new Milvus collection, and return
+        that collection with the number of raw vectors learned on; else None."""
+        if self.object_set is None:
+            return None
+        total = sum(len(raw) for _, raw in self._raw_objects(removed))
+        if not self._whitening_due(total):
+            return None
+        self.object_whitening = self._fit_whitening(raw for _, raw in self._raw_objects(removed))
+        name = f"{self.location.name}_{OBJECTS}_g{int(self.latest_generation()) + 1}"
+        index = milvus_index_for(total, self.object_set.conf)
+        rewritten = replace_collection(self.object_set, name, index)
+        rewritten.drop()
+        rewritten.create()
+        for ids, raw in self._raw_objects(removed):
+            rewritten.insert(ids, self.searchable(raw))
+        return rewritten, total
+
+    def _switch_objects(self, rewritten: MilvusVectors, trained_on: int) -> None:
+        """Record the new whitening and its collection (in the commit transaction); the collection
+        readers used until now stays, for those still open, until the next switch."""
+        assert self.object_set is not None and self.object_whitening is not None
+        self.catalogue.set_meta(f"vectors.{OBJECTS}.previous", self.object_set.collection_name)
+        self.catalogue.set_meta(f"vectors.{OBJECTS}.collection", rewritten.collection_name)
+        self.catalogue.set_meta(f"vectors.{OBJECTS}.index", rewritten.index.to_json())
+        self._record_whitening(self.object_whitening, trained_on)
+        self.object_set = rewritten
+
+    def _abandon(self, rewhitened: tuple[MilvusVectors, int] | None) -> None:
+        """Undo a failed write's new whitening: its collection goes, the stored whitening stays."""
+        self.object_whitening = stored_whitening(self.catalogue)
+        if rewhitened is not None:
+            with contextlib.suppress(Exception):
+                rewhitened[0].drop()
+
+    def drop_unused_object_sets(self) -> list[str]:
+        """Drop the object collections of older whitenings, and any an interrupted write left:
+        every one but the current and the previous. Returns what was done."""
+        if self.object_set is None:
+            return []
+        keep = {self.object_set.collection_name, self.catalogue.meta(f"vectors.{OBJECTS}.previous")}
+        first = f"{self.location.name}_{OBJECTS}"
+        later = re.compile(rf"{re.escape(first)}_g\d+")
+        names = self.object_set.server_collections()
+        unused = [name for name in names if (name == first or later.fullmatch(name)) and name not in keep]
+        for name in unused:
+            replace_collection(self.object_set, name, self.object_set.index).drop()
+        return [f"dropped the unused object vector collection {name}" for name in unused]
 
     def finish_interrupted_write(self) -> list[str]:
         """Roll back what an interrupted write added (pending images) and finish what it removed
@@ -455,16 +531,6 @@ class DistributedStore(StoredFeatures):
                         "seconds": round(time.perf_counter() - started, 2),
                     },
                 )
-
-
-def supported_objects(conf: ObjectConf, root: str) -> ObjectConf:
-    """`conf`, unless the distributed store cannot keep its object vectors (PresetError)."""
-    if conf.whitening.dim:
-        raise PresetError(
-            f"{root}: object preset {conf.name} whitens its vectors on the collection, which the "
-            "distributed store does not support yet; use a raw (-raw) object preset"
-        )
-    return conf
 
 
 def _open_catalogue(location: Location, *, create: bool) -> DistributedCatalogue:

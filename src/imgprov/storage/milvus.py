@@ -272,6 +272,10 @@ class MilvusVectors:
         self._call(collection.load)
         self.index = index
 
+    def server_collections(self) -> list[str]:
+        """The names of every collection on this set's Milvus server."""
+        return list(self._call(_pymilvus().utility.list_collections, using=self.alias))
+
     def drop(self) -> None:
         if self.exists():
             self._call(_pymilvus().utility.drop_collection, self.collection_name, using=self.alias)
@@ -296,6 +300,21 @@ class MilvusVectors:
             if type(exc).__module__.startswith(("pymilvus", "grpc")):
                 raise IndexStoreError(f"Milvus collection {self.collection_name}: {_reason(exc)}") from None
             raise
+
+
+def replace_collection(vector_set: MilvusVectors, collection_name: str, index: MilvusIndex) -> MilvusVectors:
+    """A vector set like `vector_set` (name, dimension, preset) kept in another Milvus collection,
+    empty until written (a set whose every vector is rewritten, e.g. under a new whitening)."""
+    return MilvusVectors(
+        vector_set.name,
+        vector_set.alias,
+        collection_name,
+        vector_set.dim,
+        vector_set.conf,
+        0,
+        index,
+        vector_set._hidden,
+    )
 
 
 def _pymilvus():

@@ -12,6 +12,7 @@ import numpy as np
 
 from imgprov.collection import NewImage, StoredObjects
 from imgprov.extract.rootsift import LocalFeatures
+from imgprov.objects.embed import ObjectWhitening
 from imgprov.provenance import ContentCredentials
 from imgprov.store import ImageRecord
 
@@ -52,7 +53,9 @@ class Store(Protocol):
     """The read side: presets, image records, stored features and the neighbour indexes.
 
     `root` names the store in messages; `global_set` / `object_set` are None when the collection has
-    no global descriptors / objects. `vector_files()` changes with every committed write.
+    no global descriptors / objects; `object_whitening` is the object vectors' PCA-whitening learned
+    on the collection (None when the object preset does not whiten). `vector_files()` changes with
+    every committed write.
     """
 
     root: object
@@ -63,6 +66,7 @@ class Store(Protocol):
     global_set: object | None
     object_conf: object | None
     object_set: object | None
+    object_whitening: ObjectWhitening | None
 
     def images(self, image_ids: list[int]) -> dict[int, ImageRecord]: ...
 
@@ -103,3 +107,6 @@ class WritableStore(Store, Protocol):
 
     def rebuild_vectors(self) -> None:
         """Rebuild every vector set from the catalogue (repair)."""
+
+    def adopt_whitening(self, whitening: ObjectWhitening, trained_on: int) -> None:
+        """Take a source collection's object whitening before any object is stored (a copy)."""
