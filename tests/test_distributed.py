@@ -39,9 +39,14 @@ RAY_ARGS = ("--ray", "local", "--workers", "2", "--batch-size", "2")
 RUN_SECONDS = 600
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`imgprov ARGS` in a new process (with `env`, or this process's environment)."""
     return subprocess.run(
-        [sys.executable, "-m", "imgprov", *args], capture_output=True, text=True, timeout=RUN_SECONDS
+        [sys.executable, "-m", "imgprov", *args],
+        capture_output=True,
+        text=True,
+        timeout=RUN_SECONDS,
+        env=env,
     )
 
 

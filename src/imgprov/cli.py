@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +24,7 @@ from imgprov.compare.cli import explain_top_match, print_comparison
 from imgprov.compare.cli import register as register_compare
 from imgprov.compare.conf import compare_preset
 from imgprov.compare.overlay import write_overlay
-from imgprov.distributed import RayConf, index_sources, ray_cluster, resolve_sources
+from imgprov.distributed import ClusterReport, RayConf, index_sources, ray_cluster, resolve_sources
 from imgprov.errors import ImgprovError
 from imgprov.extract.sscd import GLOBAL_PRESETS, SSCDExtractor
 from imgprov.images import load_image, read_image_bytes
@@ -162,6 +163,8 @@ def index(
         stderr.print(f"imgprov: skipped {message}", markup=False, highlight=False)
     counts = (len(report.added), len(report.replaced), len(report.unchanged), len(failures))
     stderr.print("indexed {} new, {} changed, {} unchanged, {} failed".format(*counts), highlight=False)
+    if isinstance(report, ClusterReport) and report.nodes:
+        stderr.print(_nodes_line(report.nodes), highlight=False)
     if failures:
         raise typer.Exit(1)
 
@@ -369,6 +372,20 @@ def main() -> None:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (set IMGPROV_DEBUG=1 for details)")
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def _nodes_line(nodes: Mapping[str, int]) -> str:
+    """How the sources of a --ray run were spread, e.g. "Ray workers on 2 nodes handled 14 sources
+    (7 and 7)"."""
+    counts = sorted(nodes.values(), reverse=True)
+    line = f"Ray workers on {_count(len(counts), 'node')} handled {_count(sum(counts), 'source')}"
+    if len(counts) > 1:
+        line += f" ({', '.join(map(str, counts[:-1]))} and {counts[-1]})"
+    return line
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _trust(path: Path | None) -> TrustAnchors | None:

@@ -4,10 +4,17 @@ Ray is an optional dependency (`pip install 'imgprov[scale]'`): nothing here imp
 cluster is started.
 """
 
-from imgprov.distributed.pipeline import RayConf, RayUnavailable, index_sources, ray_cluster
+from imgprov.distributed.pipeline import (
+    ClusterReport,
+    RayConf,
+    RayUnavailable,
+    index_sources,
+    ray_cluster,
+)
 from imgprov.distributed.sources import ListingError, read_listing, resolve_sources
 
 __all__ = [
+    "ClusterReport",
     "ListingError",
     "RayConf",
     "RayUnavailable",

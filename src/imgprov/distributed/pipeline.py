@@ -21,8 +21,9 @@ import logging
 import math
 import os
 import socket
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imgprov.collection import Collection
 from imgprov.distributed.worker import (
@@ -48,6 +49,13 @@ OBJECT_STORE_BYTES = 512 << 20
 
 class RayUnavailable(ImgprovError):
     """Ray is not installed, or its cluster cannot be reached."""
+
+
+@dataclass
+class ClusterReport(IndexReport):
+    """An `IndexReport` and how many sources the workers of each Ray node (by node id) handled."""
+
+    nodes: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,13 @@ def ray_cluster(conf: RayConf) -> Iterator[None]:
         _check_reachable(conf.address)
     try:
         if conf.address == LOCAL_CLUSTER:
-            ray.init(num_cpus=conf.workers, object_store_memory=OBJECT_STORE_BYTES, **options)
+            # address="local": a new cluster even when RAY_ADDRESS or a `ray start` names another.
+            ray.init(
+                address=LOCAL_CLUSTER,
+                num_cpus=conf.workers,
+                object_store_memory=OBJECT_STORE_BYTES,
+                **options,
+            )
         else:
             ray.init(address=conf.address, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -103,12 +117,13 @@ def index_sources(
     batch_size: int = 32,
     progress: Progress | None = None,
     trust: TrustAnchors | None = None,
-) -> IndexReport:
+) -> ClusterReport:
     """Index sources (local paths or URLs, see `imgprov.distributed.sources`) into an open writable
-    collection with Ray workers; call inside `ray_cluster`. Same report as `index_paths`."""
+    collection with Ray workers; call inside `ray_cluster`. The report of `index_paths`, and the Ray
+    nodes the sources were handled on."""
     import ray.data
 
-    report = IndexReport()
+    report = ClusterReport()
     if not sources:
         return report
     spec = ExtractionSpec(
@@ -134,6 +149,7 @@ def index_sources(
     written: set[str] = set()
     for batch in extracted.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=1):
         rows = unpack_rows(batch)
+        report.nodes.update(row["node"] for row in rows)
         _write(collection, rows, report, written)
         if progress:
             progress(len(rows))

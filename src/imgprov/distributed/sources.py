@@ -9,7 +9,9 @@ and lines starting with # are ignored.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import functools
 import importlib.util
 import urllib.error
 import urllib.parse
@@ -96,7 +98,7 @@ def fetch(
     if scheme in ("http", "https"):
         return _fetch_http(source, max_bytes, timeout)
     if scheme == "s3":
-        return _fetch_s3(source, max_bytes)
+        return _fetch_s3(source, max_bytes, timeout)
     path = Path(source)
     try:
         data = read_image_bytes(path, max_bytes)
@@ -153,22 +155,38 @@ def _http_time(header: str | None) -> float:
         return 0.0
 
 
-def _fetch_s3(url: str, max_bytes: int) -> Fetched:
-    import boto3
+def _fetch_s3(url: str, max_bytes: int, timeout: float) -> Fetched:
+    """Get an object with boto3's standard configuration (credentials, region and `AWS_ENDPOINT_URL`
+    from the environment or ~/.aws), refusing one larger than `max_bytes` before reading it."""
     import botocore.exceptions
 
     parts = urllib.parse.urlsplit(url)
     key = urllib.parse.unquote(parts.path.lstrip("/"))
     try:
-        response = boto3.client("s3").get_object(Bucket=parts.netloc, Key=key)
-        if int(response.get("ContentLength", 0)) > max_bytes:
-            raise ImageTooLarge(
-                f"{url}: {response['ContentLength']} bytes, more than the limit of {max_bytes}"
-            )
-        data = response["Body"].read(max_bytes + 1)
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        response = _s3_client(timeout).get_object(Bucket=parts.netloc, Key=key)
+        with contextlib.closing(response["Body"]) as body:
+            size = int(response.get("ContentLength", 0))
+            if size > max_bytes:
+                raise ImageTooLarge(f"{url}: {size} bytes, more than the limit of {max_bytes}")
+            data = body.read(max_bytes + 1)
+    except botocore.exceptions.ClientError as exc:
+        error = exc.response.get("Error", {})
+        reason = f"{error.get('Code', 'error')}: {error.get('Message') or exc}"
+        raise ImageNotFound(f"{url}: cannot fetch ({reason})") from None
+    except botocore.exceptions.BotoCoreError as exc:
         raise ImageNotFound(f"{url}: cannot fetch ({exc})") from None
     if len(data) > max_bytes:
         raise ImageTooLarge(f"{url}: more than the limit of {max_bytes} bytes")
     modified = response.get("LastModified")
     return Fetched(data, modified.timestamp() if modified is not None else 0.0)
+
+
+@functools.cache
+def _s3_client(timeout: float):
+    """One S3 client per process and timeout (boto3 clients are thread-safe; making one takes tens
+    of milliseconds, which would otherwise be paid per object)."""
+    import boto3
+    import botocore.config
+
+    config = botocore.config.Config(connect_timeout=timeout, read_timeout=timeout)
+    return boto3.session.Session().client("s3", config=config)

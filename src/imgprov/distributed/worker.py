@@ -33,7 +33,7 @@ UNCHANGED = "unchanged"
 FAILED = "failed"
 
 BYTES_COLUMNS = ("geometry", "descriptors", "embedding", "object_boxes", "object_vectors", "credentials")
-TEXT_COLUMNS = ("source", "status", "message", "sha256", "format")
+TEXT_COLUMNS = ("source", "status", "message", "sha256", "format", "node")
 NUMBER_COLUMNS = {"size_bytes": np.int64, "width": np.int32, "height": np.int32, "mtime": np.float64}
 
 
@@ -57,6 +57,7 @@ class BatchExtractor:
     def __init__(self, spec: ExtractionSpec):
         cv2.setNumThreads(spec.threads)
         self.spec = spec
+        self.node = _ray_node_id()
         self.embed = embedder_for(spec.global_conf, spec.threads) if spec.global_conf is not None else None
         self.find_objects: FindObjects | None = None
         if spec.object_conf is not None:
@@ -65,10 +66,11 @@ class BatchExtractor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """batch: "source" and "known" (the sha256 the collection holds for the source, or "") columns.
 
-        Returns the columns of `BYTES_COLUMNS`, `TEXT_COLUMNS` and `NUMBER_COLUMNS`, one row per source.
+        Returns the columns of `BYTES_COLUMNS`, `TEXT_COLUMNS` and `NUMBER_COLUMNS`, one row per source;
+        "node" is the Ray node this worker runs on.
         """
         rows = [
-            self.extract(str(source), str(known))
+            {**self.extract(str(source), str(known)), "node": self.node}
             for source, known in zip(batch["source"], batch["known"], strict=True)
         ]
         return pack_rows(rows)
@@ -86,6 +88,13 @@ class BatchExtractor:
         except ImgprovError as exc:
             return {"source": source, "status": FAILED, "message": str(exc)}
         return content_row(source, sha256, fetched.mtime, content)
+
+
+def _ray_node_id() -> str:
+    """The id of the Ray node this process runs on ("" outside a Ray worker)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
 def _object_stage(conf: ObjectConf, threads: int):
