@@ -100,6 +100,14 @@ def test_an_s3_listing_is_indexed_under_its_urls_and_rerun_adds_nothing(tmp_path
     assert "indexed 0 new, 0 changed, 4 unchanged, 2 failed" in again.stderr, again.stderr
     assert indexed(db) == images
 
+    one = cli("remove", "--db", str(db), target)
+    assert one.returncode == 0 and "removed 1 images" in one.stderr, one.stderr
+    assert indexed(db).keys() == images.keys() - {target}
+    rest = cli("remove", "--db", str(db), f"s3://{BUCKET}/originals/", f"s3://{BUCKET}/other/")
+    assert rest.returncode == 1 and "removed 3 images" in rest.stderr, rest.stderr
+    assert f"imgprov: not in the index: s3://{BUCKET}/other/" in rest.stderr
+    assert indexed(db) == {}
+
 
 def test_an_s3_object_over_the_size_limit_is_refused_before_it_is_read(s3_env, photo_paths):
     upload_photos(photo_paths)

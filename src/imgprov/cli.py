@@ -256,7 +256,13 @@ def search(
 
 @app.command()
 def remove(
-    paths: Annotated[list[Path], typer.Argument(help="Indexed files, or folders whose images to remove.")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Indexed files, folders whose images to remove, or URLs and URL prefixes "
+            "(s3://BUCKET/FOLDER/) of images indexed from a listing."
+        ),
+    ],
     db: DbOption,
 ) -> None:
     """Remove images from the index."""

@@ -9,6 +9,7 @@ path reuses the stored features instead of extracting them again.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ from imgprov.images import SUPPORTED_SUFFIXES, file_sha256, load_image, read_ima
 from imgprov.presets import LocalFeatureConf
 from imgprov.provenance import ContentCredentials, TrustAnchors, mime_type_for, read_manifest
 from imgprov.store import ImageRecord
+
+URL_SCHEMES = ("http", "https", "s3")
+"""Sources indexed under their URL (`imgprov index --list`), not under a local path."""
 
 if TYPE_CHECKING:
     from imgprov.objects.stage import ObjectStage
@@ -142,17 +146,27 @@ def index_paths(
     return report
 
 
-def remove_paths(collection: Collection, paths: Iterable[Path]) -> tuple[list[str], list[str]]:
-    """Remove indexed images by file path or folder prefix; returns (removed, not found)."""
+def remove_paths(collection: Collection, paths: Iterable[str | Path]) -> tuple[list[str], list[str]]:
+    """Remove indexed images by file path or folder, or by the URL or URL prefix (an object-storage
+    folder) they were indexed under; returns (removed, not found)."""
     removed_records: dict[int, ImageRecord] = {}
     not_found = []
     for path in paths:
-        records = collection.catalogue.images_under(str(path.resolve()))
+        records = collection.catalogue.images_under(catalogue_path(path))
         if not records:
             not_found.append(str(path))
         removed_records.update((record.id, record) for record in records)
     collection.apply(remove=list(removed_records))
     return [record.path for record in removed_records.values()], not_found
+
+
+def catalogue_path(path: str | Path) -> str:
+    """The path the catalogue records for a source: an http(s):// or s3:// URL as it is, a file
+    path resolved."""
+    text = str(path)
+    if urllib.parse.urlsplit(text).scheme in URL_SCHEMES:
+        return text
+    return str(Path(path).resolve())
 
 
 def _plan(collection: Collection, path: Path, report: IndexReport) -> _Planned | None:

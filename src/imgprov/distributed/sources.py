@@ -22,9 +22,9 @@ from pathlib import Path
 
 from imgprov.errors import ImageNotFound, ImageTooLarge, ImgprovError
 from imgprov.images import DEFAULT_MAX_BYTES, read_image_bytes
-from imgprov.index import discover_images
+from imgprov.index import URL_SCHEMES, discover_images
 
-REMOTE_SCHEMES = ("http", "https", "s3")
+REMOTE_SCHEMES = URL_SCHEMES
 HTTP_TIMEOUT_SECONDS = 30.0
 S3_PACKAGE = "boto3"
 
