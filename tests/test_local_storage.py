@@ -6,6 +6,7 @@ photos the shipped codebook was trained on (scripts/train_local_pq.py)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from imgprov.search import search
 from imgprov.storage import open_store, store_writer
 from imgprov.store import CATALOGUE
 from tests.support import jpeg, photo
+from tests.test_cli import imgprov
 
 COMPRESSED = "rootsift-pq32"
 COMPRESSED_VERIFY_ONLY = CollectionPresets(local_index="none", local_storage=COMPRESSED)
@@ -169,6 +171,20 @@ def test_an_existing_collection_keeps_its_local_storage(compressed_db):
         pass
     with store_writer(compressed_db) as collection:
         assert collection.local_storage.name == COMPRESSED
+
+
+@pytest.mark.embedded_only
+def test_the_cli_indexes_compressed_and_info_shows_the_encoding(tmp_path, photo_paths):
+    db = str(tmp_path / "db")
+    photos = [str(path) for path in photo_paths[:2]]
+    done = imgprov("index", "--db", db, "--vectors", "none", "--local-storage", COMPRESSED, *photos)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(imgprov("info", "--db", db, "--json").stdout)
+    refused = imgprov("index", "--db", db, "--local-storage", "rootsift-u8", photos[0])
+    unknown = imgprov("index", "--db", str(tmp_path / "other"), "--local-storage", "pq7", photos[0])
+    assert info["local_storage_preset"] == COMPRESSED and info["local_bytes_per_keypoint"] == 44
+    assert refused.returncode != 0 and "local_storage preset 'rootsift-pq32'" in refused.stderr
+    assert unknown.returncode != 0 and "valid: rootsift-pq32, rootsift-u8" in unknown.stderr
 
 
 @pytest.mark.embedded_only
