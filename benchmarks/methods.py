@@ -19,7 +19,7 @@ import pdqhash
 from PIL import Image
 
 from imgprov import presets
-from imgprov.collection import Collection, CollectionPresets
+from imgprov.collection import NO_LOCAL_INDEX, Collection, CollectionPresets
 from imgprov.extract.rootsift import descriptors_as_float, extract_rootsift
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
@@ -79,6 +79,7 @@ STAGE_NAMES = {
     "global": "SSCD global cosine (imgprov global stage)",
 }
 VERIFY_ONLY_NAME = "imgprov without a local index (--vectors none)"
+COMPRESSED_STORAGE = "rootsift-pq32"
 
 
 class ImgprovMethod:
@@ -147,6 +148,20 @@ class VerifyOnlyMethod(ImgprovMethod):
     def __init__(self, db: Path):
         super().__init__(db, stage="both")
         self.name = VERIFY_ONLY_NAME
+
+
+class CompressedLocalMethod(ImgprovMethod):
+    """imgprov on a collection that stores its local features compressed (`--local-storage`,
+    32-byte PQ codes): without the local index (`--vectors none`, the design it is made for), or
+    with one built from the decoded descriptors (stage "local": what the codes cost OS2OS voting)."""
+
+    def __init__(self, db: Path, local_index: str, stage: str):
+        super().__init__(db, stage=stage)
+        self.collection_presets = CollectionPresets(local_index=local_index, local_storage=COMPRESSED_STORAGE)
+        if local_index == NO_LOCAL_INDEX:
+            self.name = f"{VERIFY_ONLY_NAME}, {COMPRESSED_STORAGE} local features"
+        else:
+            self.name = f"{STAGE_NAMES[stage]} over decoded {COMPRESSED_STORAGE} features"
 
 
 class RootSiftRansac:

@@ -30,6 +30,7 @@ import numpy as np
 from benchmarks import corpus as corpus_module
 from benchmarks.methods import (
     Answer,
+    CompressedLocalMethod,
     HashBaseline,
     ImgprovMethod,
     IndexStats,
@@ -47,7 +48,8 @@ from benchmarks.queries import (
     save_query_set,
 )
 from benchmarks.report import write_report
-from imgprov import metrics
+from imgprov import metrics, presets
+from imgprov.collection import NO_LOCAL_INDEX
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
@@ -253,6 +255,8 @@ def build_methods(folder: Path, only: set[str] | None) -> list[Method]:
         local,
         ImgprovMethod(folder / "db", stage="global"),
         VerifyOnlyMethod(folder / "db-verify-only"),
+        CompressedLocalMethod(folder / "db-verify-only-pq32", NO_LOCAL_INDEX, stage="both"),
+        CompressedLocalMethod(folder / "db-pq32", presets.DEFAULT_LOCAL_INDEX, stage="local"),
         RootSiftRansac(local),
         HashBaseline("phash"),
         HashBaseline("dhash"),

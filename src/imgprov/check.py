@@ -18,35 +18,40 @@ import numpy as np
 
 from imgprov.collection import GLOBAL, LOCAL, OBJECTS, Collection
 from imgprov.errors import IndexCorrupt
-from imgprov.extract.rootsift import DESCRIPTOR_DIM
 from imgprov.extract.sscd import EMBEDDING_DIM
+from imgprov.presets import LocalStorageConf
 from imgprov.storage.distributed import VECTORS_BY_IMAGE, DistributedStore
 from imgprov.storage.milvus import MilvusVectors
 from imgprov.storage.protocol import Store
 from imgprov.vectors import VectorSet, layout_of, split_ids
 
-GEOMETRY_BYTES_PER_KEYPOINT = 4 * 4
-"""x, y, scale, angle as float32."""
 
-CATALOGUE_CHECKS = (
-    (
-        "SELECT COUNT(*) FROM images i LEFT JOIN keypoints k ON k.image_id = i.id WHERE k.image_id IS NULL",
-        "images without keypoints",
-    ),
-    (
-        "SELECT COUNT(*) FROM images i LEFT JOIN descriptors d ON d.image_id = i.id WHERE d.image_id IS NULL",
-        "images without descriptors",
-    ),
-    (
-        f"SELECT COUNT(*) FROM keypoints WHERE length(geometry) != count * {GEOMETRY_BYTES_PER_KEYPOINT}",
-        "keypoint geometry of the wrong size",
-    ),
-    (
-        "SELECT COUNT(*) FROM keypoints k JOIN descriptors d ON d.image_id = k.image_id "
-        f"WHERE length(d.data) != k.count * {DESCRIPTOR_DIM}",
-        "descriptors whose number differs from the keypoints'",
-    ),
-)
+def catalogue_checks(storage: LocalStorageConf) -> tuple[tuple[str, str], ...]:
+    """(query counting bad rows, finding) pairs over the keypoints and descriptors, whose blobs
+    hold `storage.geometry_bytes` and `storage.descriptor_bytes` per keypoint."""
+    return (
+        (
+            "SELECT COUNT(*) FROM images i LEFT JOIN keypoints k ON k.image_id = i.id "
+            "WHERE k.image_id IS NULL",
+            "images without keypoints",
+        ),
+        (
+            "SELECT COUNT(*) FROM images i LEFT JOIN descriptors d ON d.image_id = i.id "
+            "WHERE d.image_id IS NULL",
+            "images without descriptors",
+        ),
+        (
+            f"SELECT COUNT(*) FROM keypoints WHERE length(geometry) != count * {storage.geometry_bytes}",
+            "keypoint geometry of the wrong size",
+        ),
+        (
+            "SELECT COUNT(*) FROM keypoints k JOIN descriptors d ON d.image_id = k.image_id "
+            f"WHERE length(d.data) != k.count * {storage.descriptor_bytes}",
+            "descriptors whose number differs from the keypoints'",
+        ),
+    )
+
+
 GLOBAL_CHECKS = (
     (
         "SELECT COUNT(*) FROM images i LEFT JOIN global_vectors g ON g.image_id = i.id "
@@ -181,7 +186,8 @@ def check_distributed(store: DistributedStore, *, repair: bool) -> CheckReport:
 
 def distributed_catalogue_damage(store: DistributedStore) -> list[str]:
     """What is inconsistent inside a distributed store's SQL catalogue (committed images)."""
-    checks = CATALOGUE_CHECKS + (GLOBAL_CHECKS if store.global_set is not None else ())
+    checks = catalogue_checks(store.local_storage)
+    checks += GLOBAL_CHECKS if store.global_set is not None else ()
     checks += OBJECT_CHECKS if store.object_set is not None else ()
     damage = []
     for query, finding in checks:
@@ -222,7 +228,9 @@ def catalogue_damage(collection: Collection) -> list[str]:
     damage = []
     if connection.execute("PRAGMA foreign_key_check").fetchall():
         damage.append("rows that refer to images which no longer exist")
-    checks = CATALOGUE_CHECKS + (GLOBAL_CHECKS if collection.global_set is not None else ())
+    checks = catalogue_checks(collection.local_storage) + (
+        GLOBAL_CHECKS if collection.global_set is not None else ()
+    )
     checks += OBJECT_CHECKS if collection.object_set is not None else ()
     for query, finding in checks:
         count = int(connection.execute(query).fetchone()[0])

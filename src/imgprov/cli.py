@@ -86,6 +86,14 @@ def index(
             "(local features only verify the global and object shortlists; needs --global)."
         ),
     ] = None,
+    local_storage: Annotated[
+        str | None,
+        typer.Option(
+            help=f"How each image's local features are stored: {_choices(presets.LOCAL_STORAGES)} "
+            f"(default {presets.DEFAULT_LOCAL_STORAGE}, exact; rootsift-pq32: 44 instead of 144 bytes per "
+            "keypoint, for --vectors none); fixed when the index is created."
+        ),
+    ] = None,
     global_descriptor: Annotated[
         str | None,
         typer.Option(
@@ -141,6 +149,7 @@ def index(
             presets=CollectionPresets(
                 local_features=features,
                 local_index=vectors,
+                local_storage=local_storage,
                 global_descriptor=global_descriptor,
                 global_index=global_vectors,
                 objects=objects,

@@ -21,10 +21,12 @@ import numpy as np
 
 from imgprov import presets
 from imgprov.errors import IndexBusy, IndexCorrupt, IndexStoreError, PresetError
+from imgprov.extract.local_codec import LocalCodec, local_codec
 from imgprov.extract.rootsift import DESCRIPTOR_DIM, LocalFeatures, descriptors_as_float
 from imgprov.extract.sscd import DEFAULT_GLOBAL, EMBEDDING_DIM, GlobalConf, global_preset
 from imgprov.objects.conf import ObjectConf, object_preset
 from imgprov.objects.embed import ObjectWhitening, raw_dim
+from imgprov.presets import LocalStorageConf
 from imgprov.provenance import ContentCredentials
 from imgprov.store import Catalogue, ImageRecord, VectorFileState, WriterLock, chunks
 from imgprov.vectors import VectorSet, layout_of, vector_ids
@@ -35,6 +37,8 @@ OBJECTS = "objects"
 NO_GLOBAL = "none"
 NO_LOCAL_INDEX = "none"
 NO_OBJECTS = "none"
+LEGACY_LOCAL_STORAGE = "rootsift-u8"
+"""What a catalogue from before local-storage presets holds: exact uint8 descriptors."""
 WHITENING_SAMPLE = 20_000
 """Most raw object vectors the object whitening is learned on."""
 WHITENING_GROWTH = 2.0
@@ -87,6 +91,7 @@ class CollectionPresets:
 
     local_features: str | None = None
     local_index: str | None = None
+    local_storage: str | None = None
     global_descriptor: str | None = None
     global_index: str | None = None
     objects: str | None = None
@@ -98,27 +103,35 @@ class StoredFeatures:
     `images` holding only the images readers may see), and the object presets."""
 
     catalogue: Catalogue
+    local_storage: LocalStorageConf
     object_conf: ObjectConf | None
     object_whitening: ObjectWhitening | None
     object_set: VectorSet | None
     _object_stage: object
+
+    @property
+    def codec(self) -> LocalCodec:
+        """How the catalogue encodes local features (the `preset.local_storage` it records)."""
+        return local_codec(self.local_storage)
 
     def images(self, image_ids: list[int]) -> dict[int, ImageRecord]:
         return self.catalogue.images_by_ids(image_ids)
 
     def geometry(self, image_ids: list[int]) -> dict[int, np.ndarray]:
         """Keypoint geometry per image: (N, 4) float32 rows of x, y, scale, angle."""
+        codec = self.codec
         found: dict[int, np.ndarray] = {}
         for chunk in chunks(image_ids, 500):
             marks = ",".join("?" * len(chunk))
             rows = self.catalogue.connection.execute(
                 f"SELECT image_id, geometry FROM keypoints WHERE image_id IN ({marks})", chunk
             ).fetchall()
-            found.update((row[0], np.frombuffer(row[1], dtype=np.float32).reshape(-1, 4)) for row in rows)
+            found.update((row[0], codec.decode_geometry(row[1])) for row in rows)
         return found
 
     def local_features(self, image_id: int) -> LocalFeatures | None:
-        """Geometry and descriptors of one indexed image, or None if it is gone."""
+        """Geometry and descriptors of one indexed image, decoded from the collection's local
+        storage (compressed ones approximately), or None if it is gone."""
         row = self.catalogue.connection.execute(
             "SELECT k.geometry, d.data, i.width, i.height FROM keypoints k "
             "JOIN descriptors d ON d.image_id = k.image_id JOIN images i ON i.id = k.image_id "
@@ -127,9 +140,7 @@ class StoredFeatures:
         ).fetchone()
         if row is None:
             return None
-        geometry = np.frombuffer(row[0], dtype=np.float32)
-        descriptors = np.frombuffer(row[1], dtype=np.uint8)
-        return LocalFeatures.from_arrays(geometry, descriptors, (row[2], row[3]))
+        return self.codec.decode(row[0], row[1], (row[2], row[3]))
 
     def embeddings(self, image_ids: list[int]) -> dict[int, np.ndarray]:
         """Stored global embeddings, (512,) float32 each."""
@@ -243,7 +254,7 @@ class StoredFeatures:
         cursor = self.catalogue.connection.execute(f"SELECT image_id, data FROM {table} ORDER BY image_id")
         for image_id, data in cursor:
             if name == LOCAL:
-                descriptors = np.frombuffer(data, dtype=np.uint8).reshape(-1, DESCRIPTOR_DIM)
+                descriptors = self.codec.decode_descriptors(data)
                 yield vector_ids(image_id, len(descriptors)), descriptors_as_float(descriptors)
             else:
                 yield vector_ids(image_id, 1), np.frombuffer(data, dtype=np.float32).reshape(1, -1)
@@ -259,6 +270,7 @@ class Collection(StoredFeatures):
         """Vector files an interrupted write had left, deleted when this writer opened the index."""
         self.feature_conf = recorded_preset(catalogue, "preset.local_features", presets.local_features)
         self.local_conf = recorded_preset(catalogue, "preset.local_index", local_index_or_none)
+        self.local_storage = recorded_local_storage(catalogue)
         self.local: VectorSet | None = None
         if self.local_conf.name != NO_LOCAL_INDEX:
             state = catalogue.vector_state(LOCAL)
@@ -371,7 +383,7 @@ class Collection(StoredFeatures):
                     added[LOCAL].append(
                         (
                             vector_ids(image_id, len(image.features)),
-                            descriptors_as_float(image.features.descriptors),
+                            descriptors_as_float(self.codec.stored_descriptors(image.features.descriptors)),
                         )
                     )
                 if image.embedding is not None:
@@ -479,7 +491,9 @@ class Collection(StoredFeatures):
             ),
         )
         image_id = int(cursor.lastrowid)
-        insert_features(db, image_id, image, self.global_set is not None, self.object_set is not None)
+        insert_features(
+            db, image_id, image, self.codec, self.global_set is not None, self.object_set is not None
+        )
         return image_id
 
     def _commit_vectors(
@@ -491,19 +505,18 @@ class Collection(StoredFeatures):
             self.catalogue.log_event("vector-layout", event)
 
 
-def insert_features(db, image_id: int, image: NewImage, with_global: bool, with_objects: bool) -> None:
-    """Insert one image's catalogue rows (keypoints, descriptors, credentials, and its global
-    embedding and objects where the collection keeps them) through a DB-API connection with `?`
-    placeholders; both stores' catalogues share these tables."""
-    features = image.features
+def insert_features(
+    db, image_id: int, image: NewImage, codec: LocalCodec, with_global: bool, with_objects: bool
+) -> None:
+    """Insert one image's catalogue rows (keypoints and descriptors encoded by `codec`, credentials,
+    and its global embedding and objects where the collection keeps them) through a DB-API
+    connection with `?` placeholders; both stores' catalogues share these tables."""
+    geometry, descriptors = codec.encode(image.features)
     db.execute(
         "INSERT INTO keypoints (image_id, count, geometry) VALUES (?, ?, ?)",
-        (image_id, len(features), features.geometry().tobytes()),
+        (image_id, len(image.features), geometry),
     )
-    db.execute(
-        "INSERT INTO descriptors (image_id, data) VALUES (?, ?)",
-        (image_id, np.ascontiguousarray(features.descriptors, dtype=np.uint8).tobytes()),
-    )
+    db.execute("INSERT INTO descriptors (image_id, data) VALUES (?, ?)", (image_id, descriptors))
     if image.credentials is not None:
         db.execute(
             "INSERT INTO credentials (image_id, state, document, store) VALUES (?, ?, ?, ?)",
@@ -540,6 +553,11 @@ def record_presets(catalogue: Catalogue, requested: CollectionPresets) -> None:
             presets.DEFAULT_LOCAL_FEATURES,
         ),
         "preset.local_index": (requested.local_index, local_index_or_none, presets.DEFAULT_LOCAL_INDEX),
+        "preset.local_storage": (
+            requested.local_storage,
+            presets.local_storage,
+            presets.DEFAULT_LOCAL_STORAGE,
+        ),
         "preset.global": (requested.global_descriptor, _global_or_none, DEFAULT_GLOBAL),
         "preset.global_index": (requested.global_index, presets.global_index, presets.DEFAULT_GLOBAL_INDEX),
         "preset.objects": (requested.objects, _objects_or_none, NO_OBJECTS),
@@ -552,9 +570,9 @@ def record_presets(catalogue: Catalogue, requested: CollectionPresets) -> None:
         for key, (name, lookup, default) in wanted.items():
             canonical = lookup(name).name if name is not None else None
             recorded = catalogue.meta(key)
-            if recorded is None and key == "preset.objects" and catalogue.image_count():
-                # An index from before objects existed: its images have none, so it stays without.
-                recorded = NO_OBJECTS
+            if recorded is None and key in _LEGACY and catalogue.image_count():
+                # An index from before this preset existed: it stays what it was made as.
+                recorded = _LEGACY[key]
                 catalogue.set_meta(key, recorded)
             if recorded is None:
                 catalogue.set_meta(key, canonical or lookup(default).name)
@@ -563,6 +581,18 @@ def record_presets(catalogue: Catalogue, requested: CollectionPresets) -> None:
                     f"this index was built with {key.split('.')[1]} preset {recorded!r}, not {canonical!r}; "
                     "use another --db for a different preset"
                 )
+
+
+_LEGACY = {"preset.objects": NO_OBJECTS, "preset.local_storage": LEGACY_LOCAL_STORAGE}
+"""What an index made before a preset existed is, for presets newer than the first indexes:
+no objects (its images have none), exact local features."""
+
+
+def recorded_local_storage(catalogue: Catalogue) -> LocalStorageConf:
+    """The local-storage preset a catalogue records; one from before the preset is exact uint8."""
+    if catalogue.meta("preset.local_storage") is None and catalogue.image_count():
+        return presets.local_storage(LEGACY_LOCAL_STORAGE)
+    return recorded_preset(catalogue, "preset.local_storage", presets.local_storage)
 
 
 @dataclass(frozen=True)

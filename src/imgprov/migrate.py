@@ -37,6 +37,7 @@ def source_presets(source: Store) -> CollectionPresets:
     return CollectionPresets(
         local_features=source.feature_conf.name,
         local_index=source.local_conf.name,
+        local_storage=source.local_storage.name,
         global_descriptor=source.global_conf.name if source.global_conf is not None else NO_GLOBAL,
         global_index=source.global_set.conf.name if source.global_set is not None else None,
         objects=source.object_conf.name if source.object_conf is not None else NO_OBJECTS,

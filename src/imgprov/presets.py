@@ -32,6 +32,38 @@ class LocalFeatureConf:
 
 
 @dataclass(frozen=True)
+class LocalStorageConf:
+    """How the catalogue keeps each image's local features (`imgprov.extract.local_codec`).
+
+    pq_bytes: 0 keeps every descriptor exactly, (N, 128) uint8; else each descriptor is a product-
+    quantized code of `pq_bytes` sub-quantizers of 256 centroids (8 bits each), (N, pq_bytes) uint8,
+    against the codebook `codebook` shipped in imgprov/extract/codebooks, whose content must hash to
+    `codebook_sha256` (codes only mean something with the codebook that made them).
+    half_geometry: x and y stay float32 (exact, original-image pixels), scale and angle become float16.
+    """
+
+    name: str
+    pq_bytes: int = 0
+    codebook: str | None = None
+    codebook_sha256: str | None = None
+    half_geometry: bool = False
+
+    @property
+    def geometry_bytes(self) -> int:
+        """Bytes of one keypoint's geometry: 16 (4 float32) or 12 (2 float32 + 2 float16)."""
+        return 12 if self.half_geometry else 16
+
+    @property
+    def descriptor_bytes(self) -> int:
+        """Bytes of one stored descriptor: 128 (uint8) or the PQ code size."""
+        return self.pq_bytes or 128
+
+    @property
+    def bytes_per_keypoint(self) -> int:
+        return self.geometry_bytes + self.descriptor_bytes
+
+
+@dataclass(frozen=True)
 class VectorIndexConf:
     """A FAISS vector index: exact while small, IVF-PQ trained on the collection once large.
 
@@ -128,6 +160,22 @@ LOCAL_FEATURES: Mapping[str, LocalFeatureConf] = {
     )
 }
 
+LOCAL_STORAGES: Mapping[str, LocalStorageConf] = {
+    conf.name: conf
+    for conf in (
+        LocalStorageConf(name="rootsift-u8"),
+        LocalStorageConf(
+            name="rootsift-pq32",
+            pq_bytes=32,
+            codebook="rootsift-pq32.npy",
+            codebook_sha256="be24f345b9fe90a1d8084ba0c9573bb85b3393e6d7e52b9d3f7aef8974297669",
+            half_geometry=True,
+        ),
+    )
+}
+"""Per-image local-feature encodings: 144 bytes per keypoint exact, or 44 (32-byte PQ code, 12 bytes
+of geometry); codebooks trained by scripts/train_local_pq.py (docs/scaling.md)."""
+
 LOCAL_INDEXES: Mapping[str, VectorIndexConf] = {
     conf.name: conf
     for conf in (
@@ -187,6 +235,7 @@ SEARCHES: Mapping[str, SearchConf] = {
 
 DEFAULT_LOCAL_FEATURES = "rootsift-2k-1024"
 DEFAULT_LOCAL_INDEX = "exact50k-ivfpq32-probe16"
+DEFAULT_LOCAL_STORAGE = "rootsift-u8"
 DEFAULT_SEARCH = "os2os-k10-verify12"
 DEFAULT_GLOBAL_INDEX = "exact20k-ivfpq16-probe128"
 
@@ -206,6 +255,10 @@ def local_features(name: str = DEFAULT_LOCAL_FEATURES) -> LocalFeatureConf:
 
 def local_index(name: str = DEFAULT_LOCAL_INDEX) -> VectorIndexConf:
     return lookup(LOCAL_INDEXES, name, "local-index")
+
+
+def local_storage(name: str = DEFAULT_LOCAL_STORAGE) -> LocalStorageConf:
+    return lookup(LOCAL_STORAGES, name, "local-storage")
 
 
 def global_index(name: str = DEFAULT_GLOBAL_INDEX) -> VectorIndexConf:

@@ -45,6 +45,7 @@ from imgprov.collection import (
     insert_features,
     local_index_or_none,
     record_presets,
+    recorded_local_storage,
     recorded_preset,
     stored_whitening,
 )
@@ -218,6 +219,7 @@ class DistributedStore(StoredFeatures):
         self.object_whitening = stored_whitening(catalogue)
         self.feature_conf = recorded_preset(catalogue, "preset.local_features", presets.local_features)
         self.local_conf = recorded_preset(catalogue, "preset.local_index", local_index_or_none)
+        self.local_storage = recorded_local_storage(catalogue)
         self.local: MilvusVectors | None = None
         if self.local_conf.name != NO_LOCAL_INDEX:
             self.local = self._vector_set(LOCAL, DESCRIPTOR_DIM, self.local_conf)
@@ -485,7 +487,9 @@ class DistributedStore(StoredFeatures):
                 PENDING,
             ),
         )
-        insert_features(db, image_id, image, self.global_set is not None, self.object_set is not None)
+        insert_features(
+            db, image_id, image, self.codec, self.global_set is not None, self.object_set is not None
+        )
 
     def _vectors_of(
         self, name: str, ids: list[int], add: list[NewImage]
@@ -495,7 +499,7 @@ class DistributedStore(StoredFeatures):
             if name == LOCAL and len(image.features):
                 yield (
                     vector_ids(image_id, len(image.features)),
-                    descriptors_as_float(image.features.descriptors),
+                    descriptors_as_float(self.codec.stored_descriptors(image.features.descriptors)),
                 )
             elif name == GLOBAL and image.embedding is not None:
                 yield vector_ids(image_id, 1), image.embedding.reshape(1, -1)

@@ -13,6 +13,7 @@ import numpy as np
 from imgprov.collection import NewImage, StoredObjects
 from imgprov.extract.rootsift import LocalFeatures
 from imgprov.objects.embed import ObjectWhitening
+from imgprov.presets import LocalStorageConf
 from imgprov.provenance import ContentCredentials
 from imgprov.store import ImageRecord
 
@@ -62,6 +63,7 @@ class Store(Protocol):
     catalogue: ImageCatalogue
     feature_conf: object
     local_conf: object
+    local_storage: LocalStorageConf
     global_conf: object | None
     global_set: object | None
     object_conf: object | None
