@@ -7,8 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from imgprov.collection import CollectionPresets
 from imgprov.demo import skimage_data_dir
 from imgprov.images import load_image
+from imgprov.index import index_paths
+from imgprov.storage import store_writer
 
 
 def photo(name: str) -> np.ndarray:
@@ -28,3 +31,11 @@ def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
 def write_jpeg(path: Path, rgb: np.ndarray, quality: int = 90) -> Path:
     cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
     return path
+
+
+def index_all(db: str, paths: list[Path], collection_presets: CollectionPresets) -> str:
+    """Index every path into a new collection `db` created with the presets; returns `db`."""
+    with store_writer(db, presets=collection_presets) as collection:
+        report = index_paths(collection, paths)
+    assert len(report.added) == len(paths) and not report.failed
+    return db

@@ -25,7 +25,7 @@ from imgprov.info import store_info
 from imgprov.search import search
 from imgprov.storage import open_store, store_writer
 from imgprov.store import CATALOGUE
-from tests.support import jpeg, photo
+from tests.support import index_all, jpeg, photo
 from tests.test_cli import imgprov
 
 COMPRESSED = "rootsift-pq32"
@@ -39,10 +39,7 @@ def coffee_features():
 
 @pytest.fixture
 def compressed_db(store_db, photo_paths) -> str:
-    with store_writer(store_db, presets=COMPRESSED_VERIFY_ONLY) as collection:
-        report = index_paths(collection, photo_paths)
-    assert len(report.added) == len(photo_paths) and not report.failed
-    return store_db
+    return index_all(store_db, photo_paths, COMPRESSED_VERIFY_ONLY)
 
 
 def test_pq32_round_trip_keeps_positions_exact_and_descriptors_close(coffee_features):

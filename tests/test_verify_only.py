@@ -12,21 +12,18 @@ from imgprov import presets
 from imgprov.check import check_store
 from imgprov.collection import CollectionPresets
 from imgprov.errors import IndexStoreError, PresetError
-from imgprov.index import index_paths, remove_paths
+from imgprov.index import remove_paths
 from imgprov.info import store_info
 from imgprov.search import search
 from imgprov.storage import open_store, store_writer
-from tests.support import jpeg, photo
+from tests.support import index_all, jpeg, photo
 
 VERIFY_ONLY = CollectionPresets(local_index="none")
 
 
 @pytest.fixture
 def verify_only_db(store_db, photo_paths) -> str:
-    with store_writer(store_db, presets=VERIFY_ONLY) as collection:
-        report = index_paths(collection, photo_paths)
-    assert len(report.added) == len(photo_paths) and not report.failed
-    return store_db
+    return index_all(store_db, photo_paths, VERIFY_ONLY)
 
 
 def test_copies_are_found_and_verified_without_a_local_index(verify_only_db):
