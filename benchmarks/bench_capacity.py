@@ -17,12 +17,15 @@ Steps, each cached under data/bench/capacity/ so an interrupted run resumes:
    single-core sum against the Ray throughput gives the parallel efficiency the model uses.
 4. The global stage beyond the real sizes (`--scales`): synthetic vectors drawn from a Gaussian fitted
    to the collection's real embeddings, in the index imgprov builds for that many (IVF-PQ).
-5. The capacity model (benchmarks/capacity_model.py) at 100M and 1B images.
+5. The largest collection copied into a verify-only collection (`--vectors none`) with compressed
+   local features (`--local-storage rootsift-pq32`): its bytes per image.
+6. The capacity model (benchmarks/capacity_model.py) at 100M and 1B images.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -48,6 +51,7 @@ from imgprov.distributed import RayConf, index_sources, ray_cluster
 from imgprov.extract.rootsift import extract_rootsift
 from imgprov.extract.sscd import SSCDExtractor, global_preset
 from imgprov.images import load_image, read_image_bytes
+from imgprov.migrate import image_copies, source_presets
 from imgprov.objects.conf import DEFAULT_OBJECTS, object_preset
 from imgprov.objects.embed import crop_model_conf
 from imgprov.objects.stage import ObjectStage
@@ -63,6 +67,7 @@ SCALES = (100_000, 1_000_000)
 TARGETS = (100_000_000, 1_000_000_000)
 ONE_MEGAPIXEL = 1_000_000
 TABLES = ("descriptors", "keypoints", "global_vectors", "objects", "credentials", "images")
+COPY_BATCH = 256
 
 
 def collection_sources(data: Path, count: int) -> tuple[list[str], list[str]]:
@@ -123,6 +128,25 @@ def part_bytes(db: Path) -> dict:
         "vector_files": files,
         "layouts": layouts,
     }
+
+
+def compressed_copy(source_db: Path, db: Path) -> Path:
+    """A new collection `db` with the presets of `source_db` but no local index and compressed local
+    features (`--vectors none --local-storage rootsift-pq32`), holding every image of `source_db`,
+    its stored features re-encoded, nothing extracted again."""
+    shutil.rmtree(db, ignore_errors=True)
+    source = Collection.open(source_db)
+    try:
+        records = source.catalogue.all_images()
+        compressed = dataclasses.replace(
+            source_presets(source), local_index="none", local_storage="rootsift-pq32"
+        )
+        with Collection.writer(db, presets=compressed) as target:
+            for start in range(0, len(records), COPY_BATCH):
+                target.apply(add=list(image_copies(source, records[start : start + COPY_BATCH])))
+    finally:
+        source.close()
+    return db
 
 
 def benign_copy(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -338,6 +362,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         points.append({"size": size, "growth": growth, **measured})
         previous = db
         print(json.dumps({"size": size, "growth": growth}), file=sys.stderr, flush=True)
+    largest = points[-1]["size"]
+    compressed = _cached(
+        WORK / f"point-{largest}-pq32.json",
+        lambda: part_bytes(compressed_copy(previous, WORK / f"db-{largest}-pq32")),
+    )
     one_mp = one_megapixel_jpegs(args.data, args.extraction_images + 1)
     extraction = _cached(WORK / f"extraction-{len(one_mp)}.json", lambda: extraction_costs(one_mp))
     tile_paths = [
@@ -363,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "steps": dict(STEPS),
         },
         "points": points,
+        "compressed_verify_only": compressed,
         "extraction_1mp": extraction,
         "extraction_tiles": tile_extraction,
         "global_scale": scale_rows,
@@ -402,6 +432,11 @@ def capacity(figures: dict) -> dict:
     # only verify the global and object shortlists (docs/scaling.md, Local features at scale).
     verify_only = model.PerImage(per_image.catalogue, 0.0, per_image.global_index, per_image.object_index)
     per_node_verify_only = model.images_per_node(verify_only, node)
+    compressed = figures["compressed_verify_only"]
+    verify_only_pq32 = model.PerImage(
+        compressed["catalogue"] / compressed["images"], 0.0, per_image.global_index, per_image.object_index
+    )
+    per_node_pq32 = model.images_per_node(verify_only_pq32, node)
     both = largest["search"]["stages"]["both"]
     fixed_ms = (
         both["extract"]["p50_ms"] + both["verify"]["p50_ms"] + both.get("objects", {}).get("p50_ms", 0.0)
@@ -426,6 +461,8 @@ def capacity(figures: dict) -> dict:
                 "memory_bytes_verify_only": model.memory_bytes(size, verify_only),
                 "shards_verify_only": model.shards(size, per_node_verify_only),
                 "query_ms_verify_only": global_fit.at(shard_verify_only) * 1000 + fixed_ms,
+                "disk_bytes_pq32": model.disk_bytes(size, verify_only_pq32),
+                "shards_pq32": model.shards(size, per_node_pq32),
                 "extraction_nodes_24h": model.extraction_nodes(size, cpu_ms / 1000, node, efficiency),
             }
         )
@@ -449,6 +486,9 @@ def capacity(figures: dict) -> dict:
         "binding": model.binding_resource(per_image, node),
         "images_per_node_verify_only": per_node_verify_only,
         "binding_verify_only": model.binding_resource(verify_only, node),
+        "catalogue_pq32": verify_only_pq32.catalogue,
+        "images_per_node_pq32": per_node_pq32,
+        "binding_pq32": model.binding_resource(verify_only_pq32, node),
         "query_fixed_ms": fixed_ms,
         "rows": rows,
     }
@@ -487,10 +527,13 @@ def report_lines(figures: dict) -> list[str]:
                 "object index",
                 "layouts",
             ],
-            [_bytes_row(point["bytes"]) for point in figures["points"]],
+            [_bytes_row(point["bytes"]) for point in figures["points"]]
+            + [_bytes_row(figures["compressed_verify_only"])],
         ),
         "",
         "Catalogue: the SQLite file with its WAL; descriptors .. objects: the sums of those blobs inside it.",
+        "Last row: the largest collection copied into a verify-only collection (`--vectors none`) with",
+        "compressed local features (`--local-storage rootsift-pq32`).",
         "",
         "### Indexing throughput (Ray, local cluster)",
         "",
@@ -597,6 +640,8 @@ def model_lines(figures: dict) -> list[str]:
                 model.human_bytes(row["memory_bytes_verify_only"]),
                 str(row["shards_verify_only"]),
                 f"{row['query_ms_verify_only']:.0f}",
+                model.human_bytes(row["disk_bytes_pq32"]),
+                str(row["shards_pq32"]),
                 str(row["extraction_nodes_24h"]),
                 source,
             ]
@@ -655,7 +700,13 @@ def model_lines(figures: dict) -> list[str]:
         "verification, objects). *Verify-only* is the design past a few million images per shard (Local",
         "features at scale): "
         f"{model.human_count(capacity_figures['images_per_node_verify_only'])} images per node "
-        f"({capacity_figures['binding_verify_only']} binds).",
+        f"({capacity_figures['binding_verify_only']} binds). *Verify-only pq32* keeps the local features",
+        "compressed (`--local-storage rootsift-pq32`, 44 instead of 144 bytes per keypoint): catalogue "
+        f"{model.human_bytes(capacity_figures['catalogue_pq32'])} per image (measured),",
+        f"{model.human_count(capacity_figures['images_per_node_pq32'])} images per node "
+        f"({capacity_figures['binding_pq32']} binds); its queries cost what verify-only ones do, plus",
+        "the decoding of the shortlist's features (about 10 ms per 100 candidates,",
+        "`python -m benchmarks.bench_local_storage`).",
         "Nodes to extract: the default presets with "
         "objects on 1-MP JPEGs, at the parallel efficiency measured with Ray.",
         "",
@@ -670,6 +721,8 @@ def model_lines(figures: dict) -> list[str]:
                 "memory, verify-only",
                 "nodes, verify-only",
                 "query ms, verify-only",
+                "disk, verify-only pq32",
+                "nodes, verify-only pq32",
                 "nodes to extract in 24 h",
                 "figures",
             ],

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import capacity_model as model
-from benchmarks.bench_capacity import part_bytes, write_scaling_section
+from benchmarks.bench_capacity import compressed_copy, part_bytes, write_scaling_section
 
 PER_IMAGE = model.PerImage(catalogue=150_000, local_index=40_000, global_index=30, object_index=16_000)
 NODE = model.NodeSpec(name="test", cores=8, memory_bytes=64 * model.GIB, disk_bytes=model.TIB, usable=0.5)
@@ -71,6 +71,18 @@ def test_part_bytes_accounts_for_every_part_of_a_real_index(photo_db, photo_path
     assert blobs["global_vectors"] == 2048 * len(photo_paths)
     assert parts["catalogue"] > sum(blobs.values())
     assert parts["vector_files"]["local"] >= 4 * 128 * parts["keypoints"]
+
+
+@pytest.mark.embedded_only
+def test_the_compressed_copy_holds_every_image_in_44_bytes_per_keypoint(photo_db, photo_paths, tmp_path):
+    source = part_bytes(Path(photo_db))
+    parts = part_bytes(compressed_copy(Path(photo_db), tmp_path / "pq32"))
+    assert (parts["images"], parts["keypoints"]) == (len(photo_paths), source["keypoints"])
+    blobs = parts["catalogue_blobs"]
+    assert blobs["descriptors"] == 32 * parts["keypoints"] and blobs["keypoints"] == 12 * parts["keypoints"]
+    assert blobs["global_vectors"] == source["catalogue_blobs"]["global_vectors"]
+    assert "local" not in parts["vector_files"]
+    assert parts["catalogue"] < source["catalogue"] / 2
 
 
 def test_the_capacity_section_replaces_only_its_own_section(tmp_path, monkeypatch):

@@ -67,7 +67,7 @@ def migrate(
     done = {record.id for record in present}
     todo = [record for record in records if record.id not in done]
     for batch in _batches(todo, batch_size):
-        target.apply(add=list(_copies(source, batch)))
+        target.apply(add=list(image_copies(source, batch)))
         if progress is not None:
             progress(len(batch))
     report = MigrationReport(
@@ -95,7 +95,9 @@ def _differs(copied: ImageRecord, original: ImageRecord | None) -> bool:
     return original is None or (copied.path, copied.sha256) != (original.path, original.sha256)
 
 
-def _copies(source: Store, records: list[ImageRecord]) -> Iterator[NewImage]:
+def image_copies(source: Store, records: list[ImageRecord]) -> Iterator[NewImage]:
+    """The images of `records` as the target store's `apply` takes them, with their ids, stored
+    features (decoded), embeddings, objects and credentials; nothing is extracted again."""
     ids = [record.id for record in records]
     embeddings = source.embeddings(ids)
     objects = source.objects(ids) if source.object_set is not None else {}
