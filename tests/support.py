@@ -9,6 +9,12 @@ import numpy as np
 
 from imgprov.demo import skimage_data_dir
 from imgprov.images import load_image
+from imgprov.storage import parse_location
+
+
+def distributed(db: str | Path) -> bool:
+    """Whether `db` names a distributed store (not an index directory)."""
+    return parse_location(db).path is None
 
 
 def photo(name: str) -> np.ndarray:

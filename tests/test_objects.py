@@ -47,9 +47,9 @@ from imgprov.objects.retrieve import (
 )
 from imgprov.objects.stage import HostAlignment, ObjectStage, VerifiedRegion, pick_host, searchable
 from imgprov.search import find_candidates, search
-from imgprov.storage import Store, open_store, parse_location, store_writer
+from imgprov.storage import Store, open_store, store_writer
 from imgprov.vectors import split_ids, vector_ids
-from tests.support import jpeg, photo, write_jpeg
+from tests.support import distributed, jpeg, photo, write_jpeg
 
 
 def test_roi_align_matches_a_hand_computed_case():
@@ -426,7 +426,7 @@ WHITENED_OBJECTS = "oesir-grid-k8-effnet512-w256"
 
 def test_whitened_objects_are_learned_on_the_collection(new_db, photo_paths):
     db = new_db()
-    if is_distributed(db):
+    if distributed(db):
         with (
             pytest.raises(PresetError, match="whitens"),
             store_writer(db, presets=CollectionPresets(objects=WHITENED_OBJECTS)),
@@ -447,10 +447,6 @@ def test_whitened_objects_are_learned_on_the_collection(new_db, photo_paths):
         assert check_store(collection, repair=False).ok
     finally:
         collection.close()
-
-
-def is_distributed(db: str) -> bool:
-    return parse_location(db).path is None
 
 
 def test_cli_search_json_and_overlay_of_a_composite(new_db, tmp_path, photo_paths):
