@@ -1,5 +1,6 @@
-"""Indexing into the store under test: incremental indexing, removal, replacement, the writer lock
-and preset mismatches; and the embedded index directory's atomic writes, layout switch and repair."""
+"""Indexing into the store under test: incremental indexing, removal, replacement, the switch to an
+approximate index, the writer lock and preset mismatches; and the embedded index directory's atomic
+writes and repair of its files."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from imgprov.check import check_store
 from imgprov.collection import Collection, CollectionPresets
 from imgprov.errors import IndexBusy, IndexUnwritable, PresetError
 from imgprov.index import discover_images, index_paths, remove_paths
+from imgprov.info import store_info
 from imgprov.presets import VectorIndexConf
 from imgprov.search import search_local
-from imgprov.storage import open_store, store_writer
+from imgprov.storage import Store, open_store, store_writer
 from imgprov.store import Catalogue
 from tests.support import jpeg, photo, write_jpeg
 
@@ -100,19 +102,25 @@ def test_failed_transaction_leaves_the_previous_index_readable(tmp_path, origina
     assert search_local(collection, photo("astronaut.png"), presets.search()).matches
 
 
-@pytest.mark.embedded_only
-def test_exact_index_switches_to_ivfpq_when_large_and_it_is_recorded(tmp_path, originals, monkeypatch):
+def test_exact_index_becomes_approximate_when_large_and_it_is_recorded(new_db, originals, monkeypatch):
     small = VectorIndexConf(name="test-exact3k", exact_max_vectors=3000, pq_bytes=16, nprobe=8)
     monkeypatch.setitem(presets.LOCAL_INDEXES, small.name, small)
-    db = tmp_path / "db"
+    db = new_db()
     index(db, [originals], local_index=small.name)
-    collection = Collection.open(db)
-    assert collection.local.state.layout.startswith("IVF")
-    assert collection.local.state.trained_on > 3000
-    assert any(kind == "vector-layout" for _, kind, _ in collection.catalogue.events())
+    collection = open_store(db)
+    changes = local_layout_changes(collection)
+    assert changes and changes[-1]["trained_on"] > 3000
+    assert changes[0]["from"].lower().startswith("flat") and not changes[-1]["to"].lower().startswith("flat")
+    assert store_info(collection)["local_index_layout"] == changes[-1]["to"]
     assert check_store(collection, repair=False).ok
     best = search_local(collection, jpeg(photo("chelsea.png"), 60), presets.search()).matches[0]
     assert best.path.endswith("chelsea.png")
+
+
+def local_layout_changes(collection: Store) -> list[dict]:
+    """The local vectors' layout changes the collection logged, oldest first."""
+    events = reversed(collection.catalogue.events(limit=1000))
+    return [detail for _, kind, detail in events if kind == "vector-layout" and detail["vectors"] == "local"]
 
 
 @pytest.mark.embedded_only
