@@ -2,9 +2,17 @@
 
 The store the shared collections live in comes from `IMGPROV_TEST_STORE`: `embedded` (the default,
 an index directory) or `distributed` (Milvus + PostgreSQL, started once per session by
-`tests.servers`), so the same tests run against both. Tests about the embedded store's own files
-are marked `embedded_only` and skipped under the distributed store; `store_db` builds a new
-collection in each store, for tests that always cover both.
+`tests.servers`), so the same tests run against both. `new_db()` makes a new collection and
+`photo_db` is the photo index, both in the store under test; `store_db` builds a new collection in
+each store in turn, for tests that always cover both; `servers` gives tests of the distributed store
+itself its servers. Tests about the embedded store's own files are marked `embedded_only` and
+skipped under the distributed store.
+
+Under `IMGPROV_TEST_STORE=distributed` only the tests that open the distributed store are
+collected: those whose fixtures include `new_db`, `photo_db` (directly or through another fixture),
+`servers` or `store_db`'s distributed case. Every other test (a pure unit test, or one whose
+collection is an embedded directory whatever the variable says) is deselected: it ran in the
+embedded pass, and running it again would test nothing new. `make test` runs both passes.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ STORES = ("embedded", "distributed")
 TEST_STORE = os.environ.get("IMGPROV_TEST_STORE", "embedded")
 if TEST_STORE not in STORES:
     raise pytest.UsageError(f"IMGPROV_TEST_STORE={TEST_STORE!r}; valid: {', '.join(STORES)}")
+DISTRIBUTED_FIXTURES = frozenset({"new_db", "photo_db", "servers"})
+"""Fixtures that open the distributed store under `IMGPROV_TEST_STORE=distributed`."""
 _names = itertools.count(1)
 
 
@@ -37,10 +47,25 @@ def pytest_configure(config) -> None:
 def pytest_collection_modifyitems(config, items) -> None:
     if TEST_STORE == "embedded":
         return
+    kept = [item for item in items if opens_the_distributed_store(item)]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
     skip = pytest.mark.skip(reason=f"about the embedded store's own files (IMGPROV_TEST_STORE={TEST_STORE})")
     for item in items:
         if "embedded_only" in item.keywords:
             item.add_marker(skip)
+
+
+def opens_the_distributed_store(item: pytest.Item) -> bool:
+    """Whether the test's fixtures open the distributed store (run under `distributed`)."""
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if fixtures & DISTRIBUTED_FIXTURES:
+        return True
+    callspec = getattr(item, "callspec", None)
+    return (
+        "store_db" in fixtures and callspec is not None and callspec.params.get("store_db") == "distributed"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -61,9 +86,10 @@ def new_db_in(kind: str, request, tmp_path_factory) -> str:
     return request.getfixturevalue("servers").db(name)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def new_db(request, tmp_path_factory) -> Callable[[], str]:
-    """Makes new, empty collections in the store under test (`IMGPROV_TEST_STORE`)."""
+    """Makes new, empty collections in the store under test (`IMGPROV_TEST_STORE`); session-scoped
+    so that module fixtures can use it."""
     return lambda: new_db_in(TEST_STORE, request, tmp_path_factory)
 
 
@@ -79,10 +105,10 @@ def photo_paths() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def photo_db(request, tmp_path_factory, photo_paths) -> str:
+def photo_db(new_db, photo_paths) -> str:
     """An index of the 14 scikit-image photos in the store under test, built once per test session;
     tests must not modify it."""
-    db = new_db_in(TEST_STORE, request, tmp_path_factory)
+    db = new_db()
     with store_writer(db) as collection:
         report = index_paths(collection, photo_paths)
     assert not report.failed and len(report.added) == len(photo_paths)

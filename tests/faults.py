@@ -3,7 +3,7 @@ random moments or at named points of a write, and check what survives.
 
 The child is the real command line (`imgprov.cli.main`) with three test-only additions installed
 before it starts, by `python -m tests.faults child ...` (never by imgprov itself):
-- a journal: before each `Collection.apply` the paths it adds and removes, after it "commit";
+- a journal: before each `apply` of either store the paths it adds and removes, after it "commit";
 - the kill: at the n-th time the child reaches one of `KILL_POINTS` it SIGKILLs itself (a kill
   at a seeded random time comes from the harness instead);
 - `RETRAIN_PRESET`, a local vector-index preset with a small exact-search threshold, so that the
@@ -43,6 +43,7 @@ from imgprov.demo import SKIMAGE_PHOTOS, skimage_data_dir
 from imgprov.errors import IndexStoreError
 from imgprov.presets import VectorIndexConf
 from imgprov.search import search_local
+from imgprov.storage import WritableStore
 
 KILL_POINTS = (
     "batch-start",
@@ -555,9 +556,11 @@ def _install_child_hooks(journal: _Journal, switch: _KillSwitch) -> None:
     import faiss
 
     from imgprov import vectors
+    from imgprov.storage.distributed import DistributedStore
     from imgprov.store import Catalogue
 
-    _wrap(Collection, "apply", lambda original: _journaled_apply(original, journal, switch))
+    for store in (Collection, DistributedStore):
+        _wrap(store, "apply", lambda original: _journaled_apply(original, journal, switch))
     _wrap(faiss, "write_index", lambda original: _after(original, switch, "vector-file-written"))
     _wrap(os, "replace", lambda original: _after_replace(original, switch))
     _wrap(Catalogue, "record_vector_state", lambda original: _after(original, switch, "catalogue-recorded"))
@@ -570,7 +573,7 @@ def _wrap(owner: object, name: str, wrapper: Callable[[Callable], Callable]) -> 
 
 
 def _journaled_apply(original: Callable, journal: _Journal, switch: _KillSwitch) -> Callable:
-    def apply(self: Collection, *, add=(), remove=()) -> list[int]:
+    def apply(self: WritableStore, *, add=(), remove=()) -> list[int]:
         switch.reached("batch-start")
         removed = [record.path for record in self.images(list(remove)).values()]
         journal.write({"event": "begin", "add": [image.path for image in add], "remove": removed})

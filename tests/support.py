@@ -11,7 +11,12 @@ from imgprov.collection import CollectionPresets
 from imgprov.demo import skimage_data_dir
 from imgprov.images import load_image
 from imgprov.index import index_paths
-from imgprov.storage import store_writer
+from imgprov.storage import parse_location, store_writer
+
+
+def distributed(db: str | Path) -> bool:
+    """Whether `db` names a distributed store (not an index directory)."""
+    return parse_location(db).path is None
 
 
 def photo(name: str) -> np.ndarray:

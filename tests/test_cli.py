@@ -11,7 +11,6 @@ from pathlib import Path
 import cv2
 import pytest
 
-from tests.conftest import TEST_STORE, new_db_in
 from tests.support import jpeg, photo, write_jpeg
 from tests.test_images import huge_png
 
@@ -23,9 +22,9 @@ def imgprov(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def cli_db(request, tmp_path_factory, photo_paths) -> str:
+def cli_db(new_db, photo_paths) -> str:
     """Six photos indexed by the CLI in the store under test (`IMGPROV_TEST_STORE`)."""
-    db = new_db_in(TEST_STORE, request, tmp_path_factory)
+    db = new_db()
     done = imgprov("index", "--db", db, *(str(path) for path in photo_paths[:6]))
     assert done.returncode == 0, done.stderr
     return db

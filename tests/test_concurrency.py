@@ -1,6 +1,11 @@
-"""Concurrency (issue 8): searches while another process indexes see one committed state each; a
+"""Concurrency (issue 8): searches while another process indexes see committed states only; a
 second writer waits for the first or fails with a clear message; the server under concurrent
 clients, a full queue, a trickling upload and a busy writer lock.
+
+An embedded collection, once opened, is a snapshot: its catalogue and vectors stay as of one commit.
+The distributed store reads the latest committed state at each read (its catalogue is a live SQL
+database), so a search may find an image committed after the reader listed the catalogue, never
+one that is not committed.
 
 The indexer is the real command line in a child process (tests/faults.py), committing one image
 per batch, and journals each batch it commits; the searches run in threads of this process.
@@ -24,8 +29,8 @@ from fastapi.testclient import TestClient
 
 from benchmarks.stress import LoadRequest, run_load
 from imgprov import presets
-from imgprov.check import check_collection
-from imgprov.collection import Collection, CollectionPresets
+from imgprov.check import check_store
+from imgprov.collection import CollectionPresets
 from imgprov.errors import IndexBusy
 from imgprov.index import discover_images, index_paths
 from imgprov.search import search_local
@@ -33,9 +38,10 @@ from imgprov.service.app import create_app
 from imgprov.service.server import background_server
 from imgprov.service.settings import ServiceSettings
 from imgprov.service.state import CollectionCache
-from imgprov.store import WriterLock
+from imgprov.storage import Store, open_store, store_writer
 from tests.faults import Child, PhotoFolders, applied, write_small_photos
 from tests.hostile import seeds
+from tests.support import distributed
 
 NO_GLOBAL = CollectionPresets(global_descriptor="none")
 READER_THREADS = 3
@@ -43,11 +49,13 @@ READER_THREADS = 3
 
 @dataclass(frozen=True)
 class Answer:
-    """One search made during indexing: the images its snapshot held, the query, the matches."""
+    """One search made during indexing: the images the reader listed before it, the query, the
+    matches, and the images the same reader listed after it."""
 
     snapshot: frozenset[str]
     query: str
     matches: tuple[str, ...]
+    afterwards: frozenset[str]
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +63,9 @@ def photos(tmp_path_factory) -> PhotoFolders:
     return write_small_photos(tmp_path_factory.mktemp("concurrency-photos"))
 
 
-def index_in_process(db: Path, folder: Path) -> None:
+def index_in_process(db: str, folder: Path) -> None:
     files, _ = discover_images([folder])
-    with Collection.writer(db, presets=NO_GLOBAL) as collection:
+    with store_writer(db, presets=NO_GLOBAL) as collection:
         index_paths(collection, files, workers=1)
 
 
@@ -65,20 +73,24 @@ def pixels_of(path: str) -> np.ndarray:
     return cv2.imread(path, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
 
 
-def search_snapshot(collection: Collection, rng: random.Random) -> Answer:
+def search_snapshot(collection: Store, rng: random.Random) -> Answer:
     """Search an exact copy of one image of the collection's snapshot."""
-    snapshot = frozenset(record.path for record in collection.catalogue.all_images())
+    snapshot = listed_images(collection)
     query = rng.choice(sorted(snapshot))
     matches = search_local(collection, pixels_of(query), presets.search()).matches
-    return Answer(snapshot, query, tuple(match.path for match in matches))
+    return Answer(snapshot, query, tuple(match.path for match in matches), listed_images(collection))
 
 
-def search_until(stop: threading.Event, db: Path, seed: int, answers: list, errors: list) -> None:
+def listed_images(collection: Store) -> frozenset[str]:
+    return frozenset(record.path for record in collection.catalogue.all_images())
+
+
+def search_until(stop: threading.Event, db: str, seed: int, answers: list, errors: list) -> None:
     """Open a fresh snapshot per search, as the command line does, until `stop` is set."""
     rng = random.Random(seed)
     while not stop.is_set():
         try:
-            collection = Collection.open(db)
+            collection = open_store(db)
             try:
                 answers.append(search_snapshot(collection, rng))
             finally:
@@ -108,12 +120,12 @@ def committed_states(initial: frozenset[str], events: tuple[dict, ...]) -> list[
     return states
 
 
-def test_searches_during_indexing_see_one_committed_state_each(photos, tmp_path):
-    db = tmp_path / "db"
+def test_searches_during_indexing_see_one_committed_state_each(photos, new_db, tmp_path):
+    db = new_db()
     index_in_process(db, photos.keep)
     initial = photos.files(photos.keep)
     indexer = Child.start(
-        ("index", "--db", str(db), "--batch-size", "1", "--workers", "1", str(photos.root)), tmp_path / "run"
+        ("index", "--db", db, "--batch-size", "1", "--workers", "1", str(photos.root)), tmp_path / "run"
     )
     answers: list[Answer] = []
     errors: list[str] = []
@@ -135,50 +147,63 @@ def test_searches_during_indexing_see_one_committed_state_each(photos, tmp_path)
     states = committed_states(initial, run.events)
     assert states[-1] == photos.everything
     seen = {states.index(answer.snapshot) for answer in answers if answer.snapshot in states}
-    assert all(answer.snapshot in states for answer in answers), "a snapshot mixed two commits"
-    assert all(set(answer.matches) <= answer.snapshot for answer in answers), "a match outside its snapshot"
+    assert_committed_reads(answers, states, snapshots=not distributed(db))
     assert all(answer.query in answer.matches for answer in answers), "an indexed image was not found"
     assert len(answers) >= 10 and len(seen) >= 3, f"{len(answers)} searches over {len(seen)} states"
 
 
-def test_a_second_writer_fails_clearly_or_waits_its_turn(photos, tmp_path):
-    db = tmp_path / "db"
+def test_a_second_writer_fails_clearly_or_waits_its_turn(photos, new_db, tmp_path):
+    db = new_db()
     index_in_process(db, photos.keep)
     first = Child.start(
-        ("index", "--db", str(db), "--batch-size", "1", "--workers", "1", str(photos.half_a)), tmp_path / "a"
+        ("index", "--db", db, "--batch-size", "1", "--workers", "1", str(photos.half_a)), tmp_path / "a"
     )
     assert first.wait_for("begin"), first.finish().stderr
     with (
-        pytest.raises(IndexBusy, match="another imgprov process is writing to this index"),
-        Collection.writer(db, presets=NO_GLOBAL, wait_seconds=0.1),
+        pytest.raises(IndexBusy, match="another imgprov process is writing to this"),
+        store_writer(db, presets=NO_GLOBAL, wait_seconds=0.1),
     ):
         pass
     second = Child.start(
-        ("index", "--db", str(db), "--batch-size", "1", "--workers", "1", str(photos.half_b)), tmp_path / "b"
+        ("index", "--db", db, "--batch-size", "1", "--workers", "1", str(photos.half_b)), tmp_path / "b"
     )
     first_run, second_run = first.finish(), second.finish()
     assert first_run.returncode == 0 and second_run.returncode == 0, first_run.stderr + second_run.stderr
     started = time.monotonic()
-    with Collection.writer(db, presets=NO_GLOBAL, wait_seconds=30) as collection:
+    with store_writer(db, presets=NO_GLOBAL, wait_seconds=30) as collection:
         assert time.monotonic() - started < 30
-        assert check_collection(collection, repair=False).ok
-    collection = Collection.open(db)
+        assert check_store(collection, repair=False).ok
+    collection = open_store(db)
     assert {record.path for record in collection.catalogue.all_images()} == photos.everything
+
+
+def assert_committed_reads(answers: list[Answer], states: list[frozenset[str]], *, snapshots: bool) -> None:
+    """Every listing is one committed state. With `snapshots` (an embedded reader) a reader's listing
+    never changes and its matches are among it; else (a distributed reader) a later listing is never
+    of an earlier commit and the matches are among the images committed when the search ended."""
+    listings = [listing for answer in answers for listing in (answer.snapshot, answer.afterwards)]
+    assert all(listing in states for listing in listings), "a listing mixed two commits"
+    if snapshots:
+        assert all(answer.afterwards == answer.snapshot for answer in answers), "a snapshot changed"
+        assert all(set(answer.matches) <= answer.snapshot for answer in answers), "a match outside it"
+        return
+    assert all(states.index(a.snapshot) <= states.index(a.afterwards) for a in answers), "went back"
+    assert all(set(answer.matches) <= answer.afterwards for answer in answers), "an uncommitted match"
 
 
 TOKEN = "concurrency-token-0123456789"
 
 
 @pytest.fixture(scope="module")
-def small_db(photos, tmp_path_factory) -> Path:
-    db = tmp_path_factory.mktemp("service") / "db"
+def small_db(photos, new_db) -> str:
+    db = new_db()
     index_in_process(db, photos.keep)
     return db
 
 
 def test_loopback_clients_mixing_search_and_compare_get_no_errors(small_db, photos):
     query = (photos.half_a / sorted(path.name for path in photos.half_a.iterdir())[0]).read_bytes()
-    original_id = Collection.open(small_db).catalogue.all_images()[0].id
+    original_id = open_store(small_db).catalogue.all_images()[0].id
     requests = [
         LoadRequest("search", "/v1/search", {"file": ("q.jpg", query, "image/jpeg")}, {}),
         LoadRequest(
@@ -238,7 +263,7 @@ def read_reply(connection: socket.socket) -> bytes:
 def test_a_busy_writer_lock_is_a_503_that_names_no_server_path(small_db, photos):
     settings = ServiceSettings(db=small_db, token=TOKEN, request_timeout=1.0)
     photo = next(iter(photos.half_b.iterdir()))
-    with TestClient(create_app(settings)) as client, WriterLock(small_db, wait_seconds=0):
+    with TestClient(create_app(settings)) as client, store_writer(small_db, wait_seconds=0, create=False):
         response = client.post(
             "/v1/images",
             files={"file": (photo.name, photo.read_bytes(), "image/jpeg")},
@@ -257,6 +282,7 @@ def wait_until(condition, seconds: float = 10.0) -> bool:
     return True
 
 
+@pytest.mark.embedded_only
 def test_an_idle_server_lets_go_of_a_stale_snapshot(photos, tmp_path):
     """Until it does, SQLite cannot recycle its write-ahead log: it would grow while another process
     indexes for hours."""

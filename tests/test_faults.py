@@ -2,7 +2,9 @@
 and named points of their writes (tests/faults.py). After every kill the index opens, passes its
 check and holds exactly the committed batches; a final run resumes to the whole collection.
 
-`make stress` runs the same scenarios with many more kills (benchmarks/stress.py).
+`make stress` runs the same scenarios with many more kills (benchmarks/stress.py). The kill points are
+the embedded store's file writes, so these tests are `embedded_only`; the distributed store's
+interrupted writes are tested in tests/test_storage.py.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from tests.faults import (
     run_scenario,
     write_small_photos,
 )
+
+pytestmark = pytest.mark.embedded_only
 
 KILLS = {"index-remove": 10, "retrain": 6, "global-descriptors": 4}
 

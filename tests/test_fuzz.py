@@ -24,13 +24,14 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imgprov.collection import Collection, CollectionPresets
+from imgprov.collection import CollectionPresets
 from imgprov.errors import ImageError, ImageNotFound, NotAnImage
 from imgprov.images import load_image
 from imgprov.index import discover_images, index_paths
 from imgprov.service.app import create_app
 from imgprov.service.settings import ServiceSettings
 from imgprov.service.uploads import Upload, decode_upload, display_name
+from imgprov.storage import open_store, store_writer
 from tests.faults import write_resized
 from tests.hostile import (
     FUZZ_MAX_PIXELS,
@@ -184,14 +185,14 @@ def test_client_file_names_become_short_base_names(name):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, photo_paths) -> Iterator[TestClient]:
+def server(new_db, tmp_path_factory, photo_paths) -> Iterator[TestClient]:
     """A server over two small photos, with the upload and pixel limits of the fuzz campaign."""
     folder = tmp_path_factory.mktemp("fuzz-server")
     for path in photo_paths[:2]:
         write_resized(path, folder / f"{path.stem}.jpg", 200)
-    db = folder / "db"
+    db = new_db()
     files, _ = discover_images([folder])
-    with Collection.writer(db, presets=CollectionPresets(global_descriptor="none")) as collection:
+    with store_writer(db, presets=CollectionPresets(global_descriptor="none")) as collection:
         index_paths(collection, files, workers=1)
     settings = ServiceSettings(db=db, max_upload_bytes=UPLOAD_LIMIT_BYTES, max_pixels=FUZZ_MAX_PIXELS)
     with TestClient(create_app(settings)) as client:
@@ -308,11 +309,11 @@ def test_indexing_a_folder_follows_links_only_inside_it(planted_folder):
 
 
 @pytest.mark.timeout(300)
-def test_imgprov_index_skips_planted_files_with_one_line_each(planted_folder, tmp_path):
+def test_imgprov_index_skips_planted_files_with_one_line_each(planted_folder, new_db):
     root, secret = planted_folder
-    db = tmp_path / "db"
+    db = new_db()
     done = subprocess.run(
-        [sys.executable, "-m", "imgprov", "index", "--db", str(db), "--global", "none", str(root)],
+        [sys.executable, "-m", "imgprov", "index", "--db", db, "--global", "none", str(root)],
         capture_output=True,
         text=True,
         timeout=240,
@@ -320,15 +321,15 @@ def test_imgprov_index_skips_planted_files_with_one_line_each(planted_folder, tm
     assert done.returncode == 1 and "Traceback" not in done.stderr
     skipped = [line for line in done.stderr.splitlines() if line.startswith("imgprov: skipped")]
     assert len(skipped) == 6, done.stderr
-    collection = Collection.open(db)
+    collection = open_store(db)
     assert [record.path for record in collection.catalogue.all_images()] == [
         str((root / "real.jpg").resolve())
     ]
     explicit = subprocess.run(
-        [sys.executable, "-m", "imgprov", "index", "--db", str(db), str(root / "link-outside.jpg")],
+        [sys.executable, "-m", "imgprov", "index", "--db", db, str(root / "link-outside.jpg")],
         capture_output=True,
         text=True,
         timeout=240,
     )
     assert explicit.returncode == 0, explicit.stderr
-    assert Collection.open(db).catalogue.image_by_path(str(secret.resolve())) is not None
+    assert open_store(db).catalogue.image_by_path(str(secret.resolve())) is not None

@@ -1,4 +1,6 @@
-"""The index directory: incremental indexing, removal, atomic writes, layout switch and repair."""
+"""Indexing into the store under test: incremental indexing, removal, replacement, the switch to an
+approximate index, the writer lock and preset mismatches; and the embedded index directory's atomic
+writes and repair of its files."""
 
 from __future__ import annotations
 
@@ -8,13 +10,15 @@ from pathlib import Path
 import pytest
 
 from imgprov import presets
-from imgprov.check import check_collection
+from imgprov.check import check_store
 from imgprov.collection import Collection, CollectionPresets
 from imgprov.errors import IndexBusy, IndexUnwritable, PresetError
 from imgprov.index import discover_images, index_paths, remove_paths
+from imgprov.info import store_info
 from imgprov.presets import VectorIndexConf
 from imgprov.search import search_local
-from imgprov.store import Catalogue, WriterLock
+from imgprov.storage import Store, open_store, store_writer
+from imgprov.store import Catalogue
 from tests.support import jpeg, photo, write_jpeg
 
 NAMES = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "camera.png", "moon.png"]
@@ -32,51 +36,52 @@ def originals(tmp_path, photo_paths) -> Path:
     return folder
 
 
-def index(db: Path, paths: list[Path], **preset_names):
+def index(db: str | Path, paths: list[Path], **preset_names):
     files, missing = discover_images(paths)
-    with Collection.writer(db, presets=CollectionPresets(**preset_names)) as collection:
+    with store_writer(db, presets=CollectionPresets(**preset_names)) as collection:
         return index_paths(collection, files, batch_size=2), missing
 
 
-def test_folders_are_indexed_recursively_and_reindexing_skips_unchanged(tmp_path, originals):
-    db = tmp_path / "db"
+def test_folders_are_indexed_recursively_and_reindexing_skips_unchanged(new_db, originals):
+    db = new_db()
     report, _ = index(db, [originals])
     assert len(report.added) == len(NAMES) and not report.failed
     again, _ = index(db, [originals])
     assert len(again.unchanged) == len(NAMES) and not again.added and not again.replaced
-    collection = Collection.open(db)
+    collection = open_store(db)
     assert collection.catalogue.image_count() == len(NAMES)
-    assert check_collection(collection, repair=False).ok
+    assert check_store(collection, repair=False).ok
 
 
-def test_changed_file_is_replaced_and_a_copy_reuses_features(tmp_path, originals):
-    db = tmp_path / "db"
+def test_changed_file_is_replaced_and_a_copy_reuses_features(new_db, originals):
+    db = new_db()
     index(db, [originals])
     write_jpeg(originals / "coffee.png", photo("chelsea.png"))
     shutil.copyfile(originals / "astronaut.png", originals / "astronaut-copy.png")
     report, _ = index(db, [originals])
     assert report.replaced == [str((originals / "coffee.png").resolve())]
     assert report.added == [str((originals / "astronaut-copy.png").resolve())]
-    collection = Collection.open(db)
+    collection = open_store(db)
     first = collection.catalogue.image_by_path(str((originals / "astronaut.png").resolve()))
     copy = collection.catalogue.image_by_path(str((originals / "astronaut-copy.png").resolve()))
     assert len(collection.local_features(first.id)) == len(collection.local_features(copy.id))
-    assert check_collection(collection, repair=False).ok
+    assert check_store(collection, repair=False).ok
 
 
-def test_remove_deletes_images_and_their_vectors(tmp_path, originals):
-    db = tmp_path / "db"
+def test_remove_deletes_images_and_their_vectors(new_db, tmp_path, originals):
+    db = new_db()
     index(db, [originals])
-    with Collection.writer(db, create=False) as collection:
+    with store_writer(db, create=False) as collection:
         removed, not_found = remove_paths(collection, [originals / "nested", tmp_path / "nothing.jpg"])
     assert len(removed) == 3 and not_found == [str(tmp_path / "nothing.jpg")]
-    collection = Collection.open(db)
+    collection = open_store(db)
     assert collection.catalogue.image_count() == 3
-    assert check_collection(collection, repair=False).ok
+    assert check_store(collection, repair=False).ok
     result = search_local(collection, jpeg(photo("rocket.jpg"), 70), presets.search())
     assert result.matches == ()
 
 
+@pytest.mark.embedded_only
 def test_failed_transaction_leaves_the_previous_index_readable(tmp_path, originals, monkeypatch):
     db = tmp_path / "db"
     index(db, [originals / "astronaut.png"])
@@ -93,51 +98,68 @@ def test_failed_transaction_leaves_the_previous_index_readable(tmp_path, origina
     assert [vector_set.state for vector_set in collection.vector_sets] == before
     assert collection.catalogue.image_count() == 1
     assert sorted(path.name for path in db.glob("*.faiss*")) == sorted(state.file for state in before)
-    assert check_collection(collection, repair=False).ok
+    assert check_store(collection, repair=False).ok
     assert search_local(collection, photo("astronaut.png"), presets.search()).matches
 
 
-def test_exact_index_switches_to_ivfpq_when_large_and_it_is_recorded(tmp_path, originals, monkeypatch):
+def test_exact_index_becomes_approximate_when_large_and_it_is_recorded(new_db, originals, monkeypatch):
     small = VectorIndexConf(name="test-exact3k", exact_max_vectors=3000, pq_bytes=16, nprobe=8)
     monkeypatch.setitem(presets.LOCAL_INDEXES, small.name, small)
-    db = tmp_path / "db"
+    db = new_db()
     index(db, [originals], local_index=small.name)
-    collection = Collection.open(db)
-    assert collection.local.state.layout.startswith("IVF")
-    assert collection.local.state.trained_on > 3000
-    assert any(kind == "vector-layout" for _, kind, _ in collection.catalogue.events())
-    assert check_collection(collection, repair=False).ok
+    collection = open_store(db)
+    changes = local_layout_changes(collection)
+    assert changes and changes[-1]["trained_on"] > 3000
+    assert changes[0]["from"].lower().startswith("flat") and not changes[-1]["to"].lower().startswith("flat")
+    assert store_info(collection)["local_index_layout"] == changes[-1]["to"]
+    assert check_store(collection, repair=False).ok
     best = search_local(collection, jpeg(photo("chelsea.png"), 60), presets.search()).matches[0]
     assert best.path.endswith("chelsea.png")
 
 
+def local_layout_changes(collection: Store) -> list[dict]:
+    """The local vectors' layout changes the collection logged, oldest first."""
+    events = reversed(collection.catalogue.events(limit=1000))
+    return [detail for _, kind, detail in events if kind == "vector-layout" and detail["vectors"] == "local"]
+
+
+@pytest.mark.embedded_only
 def test_repair_rebuilds_a_lost_vector_file(tmp_path, originals):
     db = tmp_path / "db"
     index(db, [originals])
     (db / Collection.open(db).local.state.file).unlink()
     (db / "local-dead.faiss.tmp").write_bytes(b"partial")
-    report = check_collection(Collection.open(db), repair=False)
+    report = check_store(Collection.open(db), repair=False)
     assert not report.ok and any("missing" in problem for problem in report.problems)
     with Collection.writer(db, create=False) as collection:
-        repaired = check_collection(collection, repair=True)
+        repaired = check_store(collection, repair=True)
     assert repaired.ok and repaired.repaired
-    assert check_collection(Collection.open(db), repair=False).problems == []
+    assert check_store(Collection.open(db), repair=False).problems == []
     assert not (db / "local-dead.faiss.tmp").exists()
 
 
-def test_second_writer_fails_with_a_clear_message(tmp_path):
-    db = tmp_path / "db"
-    Catalogue.open(db, create=True).close()
-    with WriterLock(db, wait_seconds=0), pytest.raises(IndexBusy, match="another imgprov process"):
-        WriterLock(db, wait_seconds=0.2).__enter__()
+def test_second_writer_fails_with_a_clear_message(new_db):
+    db = new_db()
+    with (
+        store_writer(db, wait_seconds=0),
+        pytest.raises(IndexBusy, match="another imgprov process"),
+        store_writer(db, wait_seconds=0.2),
+    ):
+        pass
+    with store_writer(db, wait_seconds=0, create=False):
+        pass
 
 
-def test_unwritable_db_and_preset_mismatch(tmp_path, originals):
+@pytest.mark.embedded_only
+def test_unwritable_index_directory(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(IndexUnwritable), Collection.writer(blocker / "db"):
         pass
-    db = tmp_path / "db"
+
+
+def test_preset_mismatch(new_db, originals):
+    db = new_db()
     index(db, [originals / "coffee.png"])
     with pytest.raises(PresetError, match="rootsift-2k-1024"):
         index(db, [originals / "coffee.png"], local_features="rootsift-1k-768")

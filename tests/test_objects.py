@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from imgprov import presets
-from imgprov.check import check_collection, stored_ids
-from imgprov.collection import Collection, CollectionPresets
+from imgprov.check import check_store
+from imgprov.collection import CollectionPresets
 from imgprov.errors import IndexCorrupt, PresetError
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
@@ -47,6 +47,7 @@ from imgprov.objects.retrieve import (
 )
 from imgprov.objects.stage import HostAlignment, ObjectStage, VerifiedRegion, pick_host, searchable
 from imgprov.search import find_candidates, search
+from imgprov.storage import Store, open_store, store_writer
 from imgprov.vectors import split_ids, vector_ids
 from tests.support import jpeg, photo, write_jpeg
 
@@ -256,7 +257,7 @@ class ObjectIndex:
 
 
 @pytest.fixture(scope="module")
-def object_index(photo_collection: Collection) -> ObjectIndex:
+def object_index(photo_collection: Store) -> ObjectIndex:
     stage = ObjectStage(object_preset())
     index = faiss.IndexIDMap2(faiss.IndexFlatL2(stage.embedder.dim))
     boxes, ids_by_name = {}, {}
@@ -268,7 +269,7 @@ def object_index(photo_collection: Collection) -> ObjectIndex:
     return ObjectIndex(stage, index, boxes, ids_by_name)
 
 
-def _provenance(collection: Collection, objects: ObjectIndex, query: np.ndarray) -> list[FusedMatch]:
+def _provenance(collection: Store, objects: ObjectIndex, query: np.ndarray) -> list[FusedMatch]:
     """The search the lead wires in: imgprov's stages, the host's unexplained regions, Eq. 7/8, fusion."""
     query_size = (query.shape[1], query.shape[0])
     conf = objects.stage.conf.retrieval
@@ -341,10 +342,10 @@ PASTED_PAIRS = [
 
 
 @pytest.fixture(scope="module")
-def objects_db(tmp_path_factory, photo_paths) -> Path:
+def objects_db(new_db, photo_paths) -> str:
     """The test photos indexed with the default object preset."""
-    db = tmp_path_factory.mktemp("objects-db") / "db"
-    with Collection.writer(db, presets=CollectionPresets(objects=DEFAULT_OBJECTS)) as collection:
+    db = new_db()
+    with store_writer(db, presets=CollectionPresets(objects=DEFAULT_OBJECTS)) as collection:
         report = index_paths(collection, photo_paths)
     assert not report.failed and len(report.added) == len(photo_paths)
     return db
@@ -353,7 +354,7 @@ def objects_db(tmp_path_factory, photo_paths) -> Path:
 @pytest.mark.parametrize(("host_name", "donor_name"), PASTED_PAIRS)
 def test_search_of_an_index_with_objects_finds_host_and_donor(objects_db, host_name, donor_name):
     query, pasted = _paste_object(photo(host_name), photo(donor_name))
-    collection = Collection.open(objects_db)
+    collection = open_store(objects_db)
     try:
         result = search(collection, query, presets.search(), top_k=10)
     finally:
@@ -369,73 +370,87 @@ def test_search_of_an_index_with_objects_finds_host_and_donor(objects_db, host_n
 
 
 def test_index_with_objects_stores_them_and_check_agrees(objects_db, photo_paths):
-    collection = Collection.open(objects_db)
+    collection = open_store(objects_db)
     try:
         ids = [record.id for record in collection.catalogue.all_images()]
         stored = collection.objects(ids)
         assert sorted(stored) == ids
         assert all(1 <= len(objects) <= 8 and objects.vectors.shape[1] == 512 for objects in stored.values())
         total = sum(len(objects) for objects in stored.values())
-        assert collection.object_index().ntotal == total == collection.object_set.state.count
-        report = check_collection(collection, repair=False)
+        assert collection.object_index().ntotal == total
+        report = check_store(collection, repair=False)
         assert report.ok and not report.problems and report.vectors["objects"] == total
     finally:
         collection.close()
 
 
-def test_remove_deletes_objects(tmp_path, photo_paths):
-    db = tmp_path / "db"
+def test_remove_deletes_objects(new_db, tmp_path, photo_paths):
+    db = new_db()
     chosen = []
     for path in photo_paths:
         if path.name in ("coffee.png", "chelsea.png", "camera.png"):
             chosen.append(tmp_path / path.name)
             chosen[-1].write_bytes(path.read_bytes())
-    with Collection.writer(db, presets=CollectionPresets(objects=DEFAULT_OBJECTS)) as collection:
+    with store_writer(db, presets=CollectionPresets(objects=DEFAULT_OBJECTS)) as collection:
         index_paths(collection, chosen)
-        before = collection.object_set.state.count
+        before = collection.object_index().ntotal
         gone = collection.catalogue.image_by_path(str(chosen[0].resolve()))
+        gone_objects = collection.objects([gone.id])[gone.id]
         removed, _ = remove_paths(collection, [chosen[0]])
         assert removed == [gone.path]
         assert collection.objects([gone.id]) == {}
-        count = collection.catalogue.connection.execute("SELECT COUNT(*) FROM objects").fetchone()[0]
-        assert count == 2 and collection.object_set.state.count < before
-    collection = Collection.open(db)
+        kept = collection.objects([record.id for record in collection.catalogue.all_images()])
+        assert len(kept) == 2 and collection.object_index().ntotal == before - len(gone_objects)
+    collection = open_store(db)
     try:
-        image_ids, _ = split_ids(stored_ids(collection.object_index()))
-        assert gone.id not in set(image_ids.tolist()) and len(image_ids) == collection.object_set.state.count
-        assert check_collection(collection, repair=False).ok
+        assert images_found(collection, gone_objects.vectors) == set(kept), "the removed image's objects"
+        assert collection.object_index().ntotal == sum(len(objects) for objects in kept.values())
+        assert check_store(collection, repair=False).ok
     finally:
         collection.close()
-    with pytest.raises(PresetError), Collection.writer(db, presets=CollectionPresets(objects="none")):
+    with pytest.raises(PresetError), store_writer(db, presets=CollectionPresets(objects="none")):
         pass
 
 
-def test_whitened_objects_are_learned_on_the_collection(tmp_path, photo_paths):
-    db = tmp_path / "db"
-    preset = "oesir-grid-k8-effnet512-w256"
-    with Collection.writer(db, presets=CollectionPresets(objects=preset)) as collection:
+def images_found(collection: Store, raw_vectors: np.ndarray) -> set[int]:
+    """The images of the objects a search for `raw_vectors` (raw object embeddings) finds when it
+    asks for as many neighbours as the object index holds."""
+    index = collection.object_index()
+    _, ids = index.search(collection.searchable(raw_vectors), index.ntotal)
+    image_ids, _ = split_ids(ids[ids >= 0])
+    return set(image_ids.tolist())
+
+
+WHITENED_OBJECTS = "oesir-grid-k8-effnet512-w256"
+
+
+def test_whitened_objects_are_learned_on_the_collection(new_db, photo_paths):
+    db = new_db()
+    with store_writer(db, presets=CollectionPresets(objects=WHITENED_OBJECTS)) as collection:
         index_paths(collection, photo_paths[:3], batch_size=1)
         assert collection.catalogue.meta("objects.whitening.trained_on") == "24"
-        assert collection.object_whitening is not None and collection.object_whitening.dim == 256
-        vectors = faiss.downcast_index(collection.object_index().index).reconstruct_n(0, 3)
-        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
-    collection = Collection.open(db)
+    collection = open_store(db)
     try:
-        assert collection.object_set.dim == 256 and collection.object_whitening is not None
-        assert check_collection(collection, repair=False).ok
+        stored = collection.objects([record.id for record in collection.catalogue.all_images()])
+        vectors = collection.searchable(np.concatenate([objects.vectors for objects in stored.values()]))
+        assert vectors.shape == (24, 256) and collection.object_index().ntotal == 24
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+        distances, _ = collection.object_index().search(vectors, 1)
+        assert distances.max() < 1e-4, "the object index holds the whitened vectors"
+        assert check_store(collection, repair=False).ok
     finally:
         collection.close()
 
 
-def test_cli_search_json_and_overlay_of_a_composite(tmp_path, photo_paths):
-    db = tmp_path / "db"
+def test_cli_search_json_and_overlay_of_a_composite(new_db, tmp_path, photo_paths):
+    db = new_db()
     chosen = [path for path in photo_paths if path.name in ("coffee.png", "astronaut.png", "rocket.jpg")]
-    done = _imgprov("index", "--db", str(db), "--objects", DEFAULT_OBJECTS, *map(str, chosen))
+    done = _imgprov("index", "--db", db, "--objects", DEFAULT_OBJECTS, *map(str, chosen))
     assert done.returncode == 0, done.stderr
     query, pasted = _paste_object(photo("coffee.png"), photo("astronaut.png"))
     query_path = write_jpeg(tmp_path / "composite.jpg", query, 95)
     overlay = tmp_path / "overlay.png"
-    done = _imgprov("search", "--db", str(db), "--json", "--overlay", str(overlay), str(query_path))
+    done = _imgprov("search", "--db", db, "--json", "--overlay", str(overlay), str(query_path))
     assert done.returncode == 0, done.stderr
     matches = {Path(m["path"]).name: m for m in json.loads(done.stdout.splitlines()[-1])["matches"]}
     assert matches["coffee.png"]["role"] == "host" and matches["astronaut.png"]["role"] == "donor"
@@ -447,10 +462,10 @@ def test_cli_search_json_and_overlay_of_a_composite(tmp_path, photo_paths):
     boxes = np.array([r["query_box"] for r in donor["regions"]], np.float64)
     assert box_iou(boxes, np.array([pasted], np.float64)).max() > 0.5
     assert overlay.stat().st_size > 1000
-    info = json.loads(_imgprov("info", "--db", str(db), "--json").stdout)
+    info = json.loads(_imgprov("info", "--db", db, "--json").stdout)
     assert info["objects_preset"] == DEFAULT_OBJECTS and info["object_vectors"] > 3
-    assert _imgprov("remove", "--db", str(db), str(chosen[0])).returncode == 0
-    done = _imgprov("check", "--db", str(db))
+    assert _imgprov("remove", "--db", db, str(chosen[0])).returncode == 0
+    done = _imgprov("check", "--db", db)
     assert done.returncode == 0 and done.stdout.startswith("ok"), done.stdout
 
 

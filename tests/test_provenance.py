@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from imgprov import presets
-from imgprov.collection import Collection
 from imgprov.index import index_paths
 from imgprov.provenance import (
     AgreementVerdict,
@@ -53,6 +52,7 @@ from imgprov.provenance.testing import (
     tampered_pixels,
 )
 from imgprov.search import search
+from imgprov.storage import open_store, store_writer
 from tests.support import jpeg, photo
 
 INVALID = CredentialState.INVALID
@@ -484,7 +484,7 @@ def shared_and_edited(rgb: np.ndarray) -> np.ndarray:
 
 
 def test_a_signed_original_is_found_from_a_stripped_edited_copy_with_its_signer_and_actions(
-    tmp_path, chain, logo
+    new_db, tmp_path, chain, logo
 ):
     originals = tmp_path / "originals"
     originals.mkdir()
@@ -494,13 +494,14 @@ def test_a_signed_original_is_found_from_a_stripped_edited_copy_with_its_signer_
     (originals / "chelsea.jpg").write_bytes(signed)
     for name in ("coffee.png", "rocket.jpg"):
         (originals / f"{name.split('.')[0]}.jpg").write_bytes(encode(Image.fromarray(photo(name))))
-    with Collection.writer(tmp_path / "db") as collection:
+    db = new_db()
+    with store_writer(db) as collection:
         report = index_paths(collection, sorted(originals.iterdir()))
     assert not report.failed
 
     shared = encode(Image.fromarray(shared_and_edited(photo("chelsea.png"))), quality=75)
     assert read_manifest(shared, "image/jpeg") is None, "the shared copy carries no credentials"
-    collection = Collection.open(tmp_path / "db")
+    collection = open_store(db)
     result = search(collection, np.asarray(Image.open(io.BytesIO(shared)).convert("RGB")), presets.search())
     assert result.matches and result.matches[0].path.endswith("chelsea.jpg")
 

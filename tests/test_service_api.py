@@ -30,7 +30,6 @@ from imgprov.service.server import background_server
 from imgprov.service.settings import TOKEN_ENV, ServiceSettings, SettingsError
 from imgprov.service.uploads import display_name, read_upload, sniff_image
 from imgprov.storage import open_store, store_writer
-from tests.conftest import TEST_STORE, new_db_in
 
 TOKEN = "test-token-0123456789abcdef"
 WRONG_TOKEN = "test-token-0123456789abcdeX"
@@ -61,10 +60,10 @@ def assert_error(response, status: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def service_db(photo_db, request, tmp_path_factory) -> str:
+def service_db(photo_db, new_db) -> str:
     """A private copy of the photo index in the store under test, made by `imgprov migrate` (ids
     and all): these tests add and remove originals."""
-    db = new_db_in(TEST_STORE, request, tmp_path_factory)
+    db = new_db()
     source = open_store(photo_db)
     with store_writer(db, presets=source_presets(source)) as target:
         migrate(source, target)

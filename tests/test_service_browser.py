@@ -82,7 +82,7 @@ class PageWatch:
 
 @pytest.fixture(scope="module")
 def server_url(photo_db) -> Iterator[str]:
-    with background_server(create_app(ServiceSettings(db=Path(photo_db)))) as url:
+    with background_server(create_app(ServiceSettings(db=photo_db))) as url:
         yield url
 
 
