@@ -48,8 +48,8 @@ postgres:
 # tests that open the distributed store (their fixtures include new_db, photo_db, servers or
 # store_db's distributed case) and deselects the rest, which never touch it.
 test: install chromium postgres
-	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks scripts
+	$(PY) -m ruff format --check src tests benchmarks scripts
 	$(PY) -m pytest
 	IMGPROV_TEST_STORE=distributed $(PY) -m pytest
 
