@@ -28,9 +28,11 @@ class CollectionCache:
 
     A change, by this server or by another process (`imgprov index`), gives the vector files a new
     generation; `current()` notices that (through a connection of its own: the collection's sees
-    its snapshot only) and opens the new one. A search in flight keeps the snapshot it started with,
-    catalogue and vectors alike; replaced collections are closed by garbage collection once no
-    search uses them. `release_if_stale()`, on a timer, keeps an idle server from holding an old
+    its snapshot only) and opens the new one. On the embedded store a search in flight keeps the
+    snapshot it started with, catalogue and vectors alike; a distributed store has no snapshots: each
+    read sees the latest commit, never an uncommitted image (`imgprov.storage.distributed`).
+    Replaced collections are closed by garbage collection once no search uses them.
+    `release_if_stale()`, on a timer, keeps an idle server from holding an old
     snapshot, which would keep SQLite from recycling its write-ahead log while another process
     indexes, without reloading the vectors until a request needs them.
     """
