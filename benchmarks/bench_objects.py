@@ -14,7 +14,8 @@ Every composite query (1-3 donor regions pasted into a host) is answered by:
 
 Tables: the configurations side by side (paper Table 3), the number of objects per collection image
 (Table 4), the embedding backbone (Table 2: SSCD ResNet50 teacher, its distilled MobileNetV4, one
-EfficientNet-Lite0 pass), the proposal method, and storage. Stage outputs and object vectors are
+EfficientNet-Lite0 pass), the proposal method, storage, and donor recall split by how much local
+evidence each pasted region carries (`benchmarks.donor_evidence`). Stage outputs and object vectors are
 cached under data/bench/<size>-seed<seed>/objects/ and reused while their inputs are unchanged.
 """
 

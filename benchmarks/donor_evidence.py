@@ -5,8 +5,8 @@ photo, which may be a textured object or a patch of plain background or sky. Thi
 the best case for local features: the query's pasted pixels (the donor's own mask, cropped and
 enlarged so that the region gets its own keypoints) matched against the donor photo itself with
 imgprov's verification (ratio test, MAGSAC++). A donor whose region reaches the verification's
-`min_inliers` here is "identifiable"; one that does not holds nothing a local feature can tell
-apart, whatever the search does, and retrieving it rests on the global and object stages alone.
+`min_inliers` here is "identifiable"; one that does not gives local features too little to go on
+whatever the search does, and retrieving it rests on the global and object stages alone.
 """
 
 from __future__ import annotations
