@@ -513,6 +513,7 @@ class Experiment:
         self._queries: dict[str, tuple[dict[str, ImageObjects], float]] = {}
         self._detector: Detector | None = None
         self._evidence: dict[tuple[str, int, int], tuple[dict[str, list[Evidence]], ObjectRun]] = {}
+        self._rankings: dict[tuple, tuple[dict[str, list[str]], dict[str, list[str]]]] = {}
 
     def stage(self, conf: ObjectConf) -> ObjectStage:
         if conf.name not in self._stages:
@@ -574,6 +575,14 @@ class Experiment:
     ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         """{query id: bench ids best first} of the fused ranking of every candidate, and of the
         reported matches only."""
+        key = (variant.conf.name, variant.k, variant.pq_bytes, weights)
+        if key not in self._rankings:
+            self._rankings[key] = self._fused_rankings(variant, weights)
+        return self._rankings[key]
+
+    def _fused_rankings(
+        self, variant: Variant, weights: FusionWeights
+    ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
         evidence, _ = self.evidence(variant)
         conf = replace(variant.conf, retrieval=replace(variant.conf.retrieval, fusion=weights))
         fused, reported = {}, {}
@@ -720,18 +729,15 @@ def run(size: str, seed: int, with_proposals: bool, log: Callable[[str], None]) 
     results: dict = {"baselines": experiment.baselines()}
     results["global + OS2OS fused (no objects)"] = experiment.global_and_local_fused(weights)
     log("objects: default preset")
-    results["default"] = experiment.measure(
-        Variant(default.name, _default_k16(), default.proposals.max_objects), weights
-    )
+    default_variant = Variant(default.name, _default_k16(), default.proposals.max_objects)
+    results["default"] = experiment.measure(default_variant, weights)
     for table, variants in _variants(with_proposals).items():
         results[table] = {}
         for variant in variants:
             log(f"objects: {table}: {variant.label}")
             results[table][variant.label] = experiment.measure(variant, weights)
     inliers = pasted_evidence(setup, log)
-    fused, reported = experiment.rankings(
-        Variant(default.name, _default_k16(), default.proposals.max_objects), weights
-    )
+    fused, reported = experiment.rankings(default_variant, weights)
     min_inliers = presets.search().verify.min_inliers
     results["donor evidence"] = {
         "min inliers": min_inliers,

@@ -61,7 +61,7 @@ def donor_inliers(
     for relevant in query.relevant:
         if relevant.role != ROLE_DONOR or relevant.mask_path is None:
             continue
-        mask = load_mask(relevant.mask_path).astype(bool)
+        mask = load_mask(relevant.mask_path)
         if not mask.any():
             found[relevant.image_id] = 0
             continue
