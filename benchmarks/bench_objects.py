@@ -55,6 +55,7 @@ from benchmarks.run import (
 )
 from imgprov import metrics, presets
 from imgprov.collection import Collection
+from imgprov.errors import ModelMissing
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
 from imgprov.objects.conf import (
@@ -825,6 +826,11 @@ def markdown(context: dict, results: dict, command: str) -> str:
         "",
         "```sh",
         "make corpus   # fetches and verifies the real photos (once)",
+        *(
+            ["make detector   # converts the CenterNet model of the detector proposals (once)"]
+            if "proposals" in results
+            else []
+        ),
         command,
         "```",
         "",
@@ -938,7 +944,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(calibrate(args.size, log))
             return 0
         context, results = run(args.size, args.seed, args.proposals, log)
-    except corpus_module.CorpusError as exc:
+    except (corpus_module.CorpusError, ModelMissing) as exc:
         print(f"bench_objects: error: {exc}", file=sys.stderr)
         return 1
     command = "python -m benchmarks.bench_objects " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
