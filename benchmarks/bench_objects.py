@@ -10,7 +10,10 @@ Every composite query (1-3 donor regions pasted into a host) is answered by:
 * OS2OS-only: imgprov's local stage, `search(stage="local")`, the matches it reports;
 * objects-only: OE-SIR, Eq. 7 over the query's objects (its whole image and the regions its host
   does not explain, Eq. 9) against every collection object;
-* fused: every candidate of the three stages scored by the fusion model (`imgprov.objects.retrieve`).
+* fused: every candidate of the three stages scored by the fusion model (`imgprov.objects.retrieve`);
+* imgprov search end to end: `search(..., unconfirmed=True)` over an index built with the default
+  object preset, as `imgprov search --unconfirmed` runs it (its matches, then the candidates below
+  the threshold, 10 places in all).
 
 Tables: the configurations side by side (paper Table 3), the number of objects per collection image
 (Table 4), the embedding backbone (Table 2: SSCD ResNet50 teacher, its distilled MobileNetV4, one
@@ -54,11 +57,12 @@ from benchmarks.run import (
     split_corpus,
 )
 from imgprov import metrics, presets
-from imgprov.collection import Collection
+from imgprov.collection import Collection, CollectionPresets
 from imgprov.errors import ModelMissing
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
 from imgprov.objects.conf import (
+    DEFAULT_OBJECTS,
     EFFNET_ROI,
     R50_CROPS,
     FusionWeights,
@@ -90,6 +94,7 @@ CACHE_VERSION = "objects-bench-1"
 ABLATION_KS = (1, 2, 4, 8, 16)
 CALIBRATION_SEED = 1001
 TIMING_SAMPLE = 20
+ENGINE_TOP_K = 10
 FEATURE_NAMES = ("local", "support", "cosine", "os2os", "objects")
 SEARCH_MODULES = (
     "imgprov.search",
@@ -377,6 +382,47 @@ def run_objects(
         for qid, objects in queries.items()
     }
     return ObjectRun(hits, bytes_per_object)
+
+
+# --- the engine end to end ------------------------------------------------------------------------------
+
+
+class ObjectsIndexMethod(ImgprovMethod):
+    """imgprov over an index built with the default object preset (`imgprov index --objects`)."""
+
+    collection_presets = CollectionPresets(objects=DEFAULT_OBJECTS)
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    """`imgprov search --unconfirmed --top-k 10` of every query (bench ids best first): its matches,
+    and its whole list (the matches, then the unconfirmed candidates)."""
+
+    matches: dict[str, list[str]]
+    listed: dict[str, list[str]]
+    query_seconds: float
+    index_seconds_per_image: float
+
+
+def engine_run(setup: Setup, log: Callable[[str], None]) -> EngineRun:
+    """Index the collection with objects and search every query as the command line does."""
+    method = ObjectsIndexMethod(setup.folder / "objects" / "db-with-objects", stage="both")
+    log(f"indexing {len(setup.collection)} images with imgprov (global + local + objects)")
+    stats = index_method(method, setup.collection, setup.folder / "objects")
+    collection, embedder = method.collection(), method.embedder()
+    matches, listed, spent = {}, {}, 0.0
+    for number, query in enumerate(setup.queries, start=1):
+        log(f"imgprov search --unconfirmed: query {number}/{len(setup.queries)}")
+        pixels = load_image(query.image_path).pixels
+        started = time.perf_counter()
+        result = search(
+            collection, pixels, method.conf, top_k=ENGINE_TOP_K, embedder=embedder, unconfirmed=True
+        )
+        spent += time.perf_counter() - started
+        matches[query.query_id] = [method.id_of(match.path) for match in result.matches]
+        unconfirmed = [method.id_of(match.path) for match in result.unconfirmed]
+        listed[query.query_id] = matches[query.query_id] + unconfirmed
+    return EngineRun(matches, listed, spent / len(setup.queries), stats.seconds / stats.images)
 
 
 # --- fusion and scoring ----------------------------------------------------------------------------------
@@ -737,6 +783,13 @@ def run(size: str, seed: int, with_proposals: bool, log: Callable[[str], None]) 
         for variant in variants:
             log(f"objects: {table}: {variant.label}")
             results[table][variant.label] = experiment.measure(variant, weights)
+    engine = engine_run(setup, log)
+    results["engine"] = {
+        "matches": score(setup, engine.matches),
+        "listed": score(setup, engine.listed),
+        "query seconds": engine.query_seconds,
+        "index seconds per image": engine.index_seconds_per_image,
+    }
     inliers = pasted_evidence(setup, log)
     fused, reported = experiment.rankings(default_variant, weights)
     min_inliers = presets.search().verify.min_inliers
@@ -780,7 +833,7 @@ def _score_cells(scores: dict[str, float]) -> list[str]:
     return [_percent(scores["host R@1"]), _percent(scores["donor R@10"]), _percent(scores["total R@10"])]
 
 
-def _done_when(fused: dict[str, float], reported: dict[str, float]) -> list[str]:
+def _done_when(engine: dict) -> list[str]:
     def verdict(scores: dict[str, float]) -> str:
         met = scores["donor R@10"] >= 0.85 and scores["host R@1"] >= 0.95
         return (
@@ -789,9 +842,10 @@ def _done_when(fused: dict[str, float], reported: dict[str, float]) -> list[str]
         )
 
     return [
-        f"Issue 6 target (donor R@10 >= 85, host R@1 >= 95): by the fused ranking of every candidate, "
-        f"{verdict(fused)}; by the matches `imgprov search` reports (fused P >= threshold), "
-        f"{verdict(reported)}."
+        "Issue 6 target (donor R@10 >= 85, host R@1 >= 95), measured on what `imgprov search "
+        f"--unconfirmed --top-k {ENGINE_TOP_K}` lists over an index built with `--objects`: "
+        f"{verdict(engine['listed'])}. Counting only its matches (fused P >= threshold), without "
+        f"the unconfirmed candidates ranked after them: {verdict(engine['matches'])}."
     ]
 
 
@@ -846,13 +900,16 @@ def markdown(context: dict, results: dict, command: str) -> str:
         "donors together (imgprov.metrics). Images of the same scene that are not the answer are ignored.",
         "In percent.",
         "",
-        *_done_when(default["fused"], default["fused reported"]),
+        *_done_when(results["engine"]),
         "",
         "In the engine: `imgprov index --objects PRESET` (off by default: it adds the object stage's",
         "extraction to every indexed image, see Cost) stores each image's object boxes and vectors;",
-        "`imgprov search` of such an index runs this fused ranking and reports the candidates whose",
-        "fused probability reaches the threshold (the row 'reported matches only' below), each with",
-        "the query regions it explains and the object pair (Eq. 8) that found it.",
+        "`imgprov search` of such an index runs this fused ranking and reports as matches the",
+        "candidates whose fused probability reaches the threshold, each with the query regions it",
+        "explains and the object pair (Eq. 8) that found it; `--unconfirmed` lists the candidates",
+        "ranked after them too, up to `--top-k` places in all. The rows 'imgprov search' below are",
+        "that command's output; the rows 'fused' recompute the same ranking from the cached stage",
+        "answers and object tables, as every ablation does.",
         "",
         "### Configurations (paper Table 3)",
         "",
@@ -864,6 +921,14 @@ def markdown(context: dict, results: dict, command: str) -> str:
     rows.append(["objects-only (OE-SIR, Eq. 7)", *_score_cells(default["objects"])])
     rows.append(["fused: global + OS2OS + objects, all candidates ranked", *_score_cells(default["fused"])])
     rows.append(["fused: reported matches only (P >= threshold)", *_score_cells(default["fused reported"])])
+    engine = results["engine"]
+    rows.append(["imgprov search, matches only (P >= threshold)", *_score_cells(engine["matches"])])
+    rows.append(
+        [
+            f"imgprov search --unconfirmed --top-k {ENGINE_TOP_K}: matches, then unconfirmed",
+            *_score_cells(engine["listed"]),
+        ]
+    )
     lines += _table(["configuration", "host R@1", "donor R@10", "total R@10"], rows)
     titles = {
         "k": "Objects per collection image (paper Table 4)",
@@ -912,7 +977,10 @@ def markdown(context: dict, results: dict, command: str) -> str:
         f"- object stage, default preset: {default['extract ms per image']:.0f} ms per collection image "
         f"({default['extract ms per image'] / global_ms:.2f} x the global stage), "
         f"{default['query ms']:.0f} ms per query (host warp, Eq. 9, crops)",
-        f"- imgprov search (global + local), per query: {1000 * results['imgprov query seconds']:.0f} ms",
+        f"- imgprov search (global + local), per query: {1000 * results['imgprov query seconds']:.0f} ms; "
+        f"with objects and --unconfirmed: {1000 * results['engine']['query seconds']:.0f} ms",
+        f"- imgprov index with `--objects` (RootSIFT + SSCD + objects + writes): "
+        f"{1000 * results['engine']['index seconds per image']:.0f} ms per image",
         f"- index storage per image: {default['index bytes per image']:.0f} bytes exact, "
         f"{pq_bytes:.0f} bytes with PQ; a collection also keeps each object's box and raw vector",
         "",

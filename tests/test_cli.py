@@ -46,7 +46,22 @@ def test_search_json_lines(cli_db, tmp_path):
     assert top["path"].endswith("coffee.png") and top["rank"] == 1 and top["inliers"] > 50
     assert set(top) >= {"path", "id", "rank", "score", "inliers", "regions"}
     assert set(top["regions"][0]) >= {"query_box", "match_box", "score"}
-    assert lines[1]["matches"] == []
+    assert lines[1]["matches"] == [] and lines[1]["unconfirmed"] == []
+
+
+def test_search_lists_unconfirmed_candidates_when_asked(cli_db, tmp_path):
+    query = write_jpeg(tmp_path / "q.jpg", photo("ihc.png"))
+    done = imgprov("search", "--db", str(cli_db), "--json", "--unconfirmed", "--top-k", "4", str(query))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["matches"] == [], "ihc.png is not indexed"
+    candidates = result["unconfirmed"]
+    assert 1 <= len(candidates) <= 4 and [c["rank"] for c in candidates] == list(
+        range(1, len(candidates) + 1)
+    )
+    assert [c["score"] for c in candidates] == sorted((c["score"] for c in candidates), reverse=True)
+    table = imgprov("search", "--db", str(cli_db), "--unconfirmed", "--top-k", "4", str(query))
+    assert "no match in the collection" in table.stdout and "(unconfirmed)" in table.stdout
 
 
 def test_vote_map_is_written(cli_db, tmp_path):

@@ -208,7 +208,23 @@ def test_fusion_ranks_and_gives_roles():
     assert [match.image_id for match in matches] == [1, 2]
     assert [match.role for match in matches] == [ROLE_HOST, ROLE_DONOR]
     assert matches[1].object_pair == (1, 3) and matches[1].coverage == pytest.approx(0.06)
-    assert len(fuse([stranger, donor, host], (100, 100), conf, keep_all=True)) == 3
+    ranked = fuse([stranger, donor, host], (100, 100), conf, keep_all=True)
+    assert [(m.image_id, m.confirmed) for m in ranked] == [(1, True), (2, True), (3, False)]
+
+
+def test_an_unconfirmed_candidate_is_never_the_host():
+    whole = (0.0, 0.0, 100.0, 100.0)
+    near_duplicate = Evidence(image_id=1, cosine=0.9)
+    small = ExplainedRegion((10.0, 10.0, 30.0, 40.0), (0.0, 0.0, 50.0, 60.0), "local", 30)
+    donor = Evidence(image_id=2, cosine=0.1, inliers=30, support=0.5, regions=(small,))
+    weights = FusionWeights(
+        bias=-3.0, local=1.0, support=1.0, cosine=2.0, os2os=1.0, objects=6.0, threshold=0.6
+    )
+    conf = RetrievalConf(fusion=weights, host_cosine=0.8)
+    ranked = fuse([near_duplicate, donor], (100, 100), conf, keep_all=True)
+    assert [(m.image_id, m.confirmed) for m in ranked] == [(2, True), (1, False)]
+    assert ranked[1].regions[0].query_box == whole, "a near-duplicate explains the whole query"
+    assert [m.role for m in ranked] == [ROLE_DONOR, ROLE_DONOR], "the host must be a match"
 
 
 def test_overlay_outlines_regions():
@@ -369,6 +385,26 @@ def test_search_of_an_index_with_objects_finds_host_and_donor(objects_db, host_n
     assert "objects" in result.timings
 
 
+def test_unconfirmed_candidates_continue_the_ranking_below_the_threshold(objects_db):
+    query, _ = _paste_object(photo("coffee.png"), photo("astronaut.png"))
+    collection = open_store(objects_db)
+    try:
+        plain = search(collection, query, presets.search(), top_k=5)
+        ranked = search(collection, query, presets.search(), top_k=5, unconfirmed=True)
+        threshold = collection.object_stage().conf.retrieval.fusion.threshold
+    finally:
+        collection.close()
+    assert plain.unconfirmed == () and ranked.matches == plain.matches
+    assert ranked.unconfirmed, "the index holds more photos than the query is made of"
+    assert len(ranked.matches) + len(ranked.unconfirmed) <= 5
+    assert [m.rank for m in ranked.matches + ranked.unconfirmed] == list(
+        range(1, len(ranked.matches) + len(ranked.unconfirmed) + 1)
+    )
+    scores = [m.score for m in ranked.unconfirmed]
+    assert scores == sorted(scores, reverse=True) and max(scores) < threshold <= ranked.matches[-1].score
+    assert all(m.role is None for m in ranked.unconfirmed)
+
+
 def test_index_with_objects_stores_them_and_check_agrees(objects_db, photo_paths):
     collection = open_store(objects_db)
     try:
@@ -450,9 +486,14 @@ def test_cli_search_json_and_overlay_of_a_composite(new_db, tmp_path, photo_path
     query, pasted = _paste_object(photo("coffee.png"), photo("astronaut.png"))
     query_path = write_jpeg(tmp_path / "composite.jpg", query, 95)
     overlay = tmp_path / "overlay.png"
-    done = _imgprov("search", "--db", db, "--json", "--overlay", str(overlay), str(query_path))
+    done = _imgprov(
+        "search", "--db", db, "--json", "--unconfirmed", "--overlay", str(overlay), str(query_path)
+    )
     assert done.returncode == 0, done.stderr
-    matches = {Path(m["path"]).name: m for m in json.loads(done.stdout.splitlines()[-1])["matches"]}
+    result = json.loads(done.stdout.splitlines()[-1])
+    matches = {Path(m["path"]).name: m for m in result["matches"]}
+    assert [Path(m["path"]).name for m in result["unconfirmed"]] == ["rocket.jpg"]
+    assert result["unconfirmed"][0]["rank"] == 3 and result["unconfirmed"][0]["role"] is None
     assert matches["coffee.png"]["role"] == "host" and matches["astronaut.png"]["role"] == "donor"
     donor = matches["astronaut.png"]
     assert donor["object_pair"] is not None and {r["source"] for r in donor["regions"]} <= {

@@ -139,6 +139,17 @@ def test_search_without_match_has_no_top(client, queries):
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["matches"] == [] and body["top"] is None and "pictures" not in body
+    assert body["unconfirmed"] == []
+
+
+def test_search_lists_unconfirmed_candidates_when_asked(client, queries):
+    response = client.post("/v1/search?unconfirmed=true&top_k=3", files=image_file(queries["unrelated"]))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["matches"] == [] and body["top"] is None
+    candidates = body["unconfirmed"]
+    assert 1 <= len(candidates) <= 3 and all(c["role"] is None and "path" not in c for c in candidates)
+    assert all(c["original"]["thumbnail"].endswith("/thumbnail") for c in candidates)
 
 
 def test_compare_two_uploads(client, queries):

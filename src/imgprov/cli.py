@@ -184,6 +184,14 @@ def search(
     db: DbOption,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Most matches to report per query.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query per line.")] = False,
+    unconfirmed: Annotated[
+        bool,
+        typer.Option(
+            "--unconfirmed",
+            help="Also list the candidates ranked after the matches, below the match threshold, "
+            "up to --top-k places in all (JSON: `unconfirmed`).",
+        ),
+    ] = False,
     preset: Annotated[
         str, typer.Option(help=f"Search preset: {_choices(presets.SEARCHES)}.")
     ] = presets.DEFAULT_SEARCH,
@@ -239,6 +247,7 @@ def search(
             query_name=str(query),
             embedder=embedder,
             query_credentials=credentials,
+            unconfirmed=unconfirmed,
         )
         numbered = functools.partial(_numbered, number=number, total=len(queries))
         if vote_map is not None:
@@ -465,5 +474,15 @@ def _print_result_table(result: SearchResult) -> None:
     for match in result.matches:
         table.add_row(
             str(match.rank), f"{match.score:.3f}", str(match.inliers), str(len(match.regions)), match.path
+        )
+    if result.unconfirmed:
+        table.add_section()
+    for match in result.unconfirmed:
+        table.add_row(
+            str(match.rank),
+            f"{match.score:.3f}",
+            str(match.inliers),
+            str(len(match.regions)),
+            f"{match.path} (unconfirmed)",
         )
     stdout.print(table)

@@ -95,6 +95,10 @@ class VotePoint:
 class SearchResult:
     """Everything one query produced: matches best first (empty when nothing matched).
 
+    unconfirmed: when asked for, the candidates ranked next, below the match threshold, best first,
+    so that matches and unconfirmed together fill the ranking's first top-k places (a small pasted
+    patch without local detail often ranks there without reaching the threshold). Their ranks
+    continue the matches'; not being matches, they have no role.
     credentials: the summary of the query's own C2PA credentials, when it carries any; each match's
     `provenance` is the stored summary of its original's, and `agreement` relates the two.
     """
@@ -106,11 +110,13 @@ class SearchResult:
     timings: dict[str, float]
     votes: tuple[VotePoint, ...] = ()
     credentials: dict | None = None
+    unconfirmed: tuple[Match, ...] = ()
 
     def to_json(self) -> dict:
         return {
             "query": self.query,
             "credentials": self.credentials,
             "matches": [match.to_json() for match in self.matches],
+            "unconfirmed": [match.to_json() for match in self.unconfirmed],
             "timings": {name: round(seconds, 4) for name, seconds in self.timings.items()},
         }

@@ -215,6 +215,7 @@ def search(
     query_name: str = "",
     embedder: SSCDExtractor | None = None,
     query_credentials: ContentCredentials | None = None,
+    unconfirmed: bool = False,
 ) -> SearchResult:
     """Find the originals of `pixels` ((H, W, 3) uint8 RGB) in the collection.
 
@@ -225,7 +226,8 @@ def search(
     and every candidate is scored by the fusion model (`imgprov.objects.engine`), each match
     carrying the query regions it explains.
     `embedder` is reused across queries when given (loading it takes ~0.3 s).
-    A candidate is a match when its calibrated probability reaches the model's threshold.
+    A candidate is a match when its calibrated probability reaches the model's threshold; with
+    `unconfirmed`, the candidates ranked next fill the result's `unconfirmed` up to top_k places.
     Matches carry their originals' stored C2PA credentials, compared with `query_credentials`: the
     search itself is by content only, since credentials can be stripped or forged.
     """
@@ -233,17 +235,20 @@ def search(
     height, width = pixels.shape[:2]
     if collection.object_set is not None and found.model_stage == "both":
         started = time.perf_counter()
-        matches = object_matches(collection, pixels, found.items, found.embedding, top_k)
+        matches, below = object_matches(
+            collection, pixels, found.items, found.embedding, top_k, unconfirmed=unconfirmed
+        )
         found.timings["objects"] = time.perf_counter() - started
     else:
-        matches = assign_roles(
-            _rank(collection, found.items, match_model(found.model_stage), top_k), width, height
-        )
+        matches, below = _rank(collection, found.items, match_model(found.model_stage), top_k, unconfirmed)
+        matches = assign_roles(matches, width, height)
+        below = [dataclasses.replace(m, coverage=region_coverage(m.regions, width, height)) for m in below]
     return SearchResult(
         query=query_name,
         width=width,
         height=height,
         matches=tuple(_with_provenance(collection, matches, query_credentials)),
+        unconfirmed=tuple(_with_provenance(collection, below, query_credentials)),
         timings=found.timings,
         votes=found.votes,
         credentials=query_credentials.summary() if query_credentials is not None else None,
@@ -373,18 +378,25 @@ def _set_cosines(collection: Collection, embedding: np.ndarray, candidates: dict
         candidates[image_id].cosine = float(np.dot(stored, embedding))
 
 
-def _rank(collection: Collection, candidates: list[Candidate], model: MatchModel, top_k: int) -> list[Match]:
-    """Candidates whose calibrated match probability reaches the threshold, most probable first."""
+def _rank(
+    collection: Collection, candidates: list[Candidate], model: MatchModel, top_k: int, unconfirmed: bool
+) -> tuple[list[Match], list[Match]]:
+    """Candidates whose calibrated match probability reaches the threshold, most probable first;
+    and when `unconfirmed`, those ranked after them, up to top_k places in all."""
     scored = [(model.probability(candidate.features()), candidate) for candidate in candidates]
-    accepted = [(p, c) for p, c in scored if p >= model.threshold]
-    accepted.sort(key=lambda item: (-item[0], -sum(r.inliers for r in item[1].regions), item[1].image_id))
-    accepted = accepted[:top_k]
-    records = collection.images([candidate.image_id for _, candidate in accepted])
-    return [
-        _to_match(rank, probability, candidate, records[candidate.image_id].path, model)
-        for rank, (probability, candidate) in enumerate(accepted, start=1)
+    kept = [(p, c) for p, c in scored if unconfirmed or p >= model.threshold]
+    kept.sort(key=lambda item: (-item[0], -sum(r.inliers for r in item[1].regions), item[1].image_id))
+    kept = kept[:top_k]
+    records = collection.images([candidate.image_id for _, candidate in kept])
+    ranked = [
+        (
+            probability >= model.threshold,
+            _to_match(rank, probability, candidate, records[candidate.image_id].path, model),
+        )
+        for rank, (probability, candidate) in enumerate(kept, start=1)
         if candidate.image_id in records
     ]
+    return [m for confirmed, m in ranked if confirmed], [m for confirmed, m in ranked if not confirmed]
 
 
 def _to_match(rank: int, probability: float, candidate: Candidate, path: str, model: MatchModel) -> Match:

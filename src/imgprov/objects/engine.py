@@ -33,8 +33,11 @@ def object_matches(
     candidates: Sequence[Candidate],
     embedding: np.ndarray | None,
     top_k: int,
-) -> list[Match]:
-    """The matches of a query ((H, W, 3) uint8 RGB) in an index with objects, host and donors.
+    *,
+    unconfirmed: bool = False,
+) -> tuple[list[Match], list[Match]]:
+    """The matches of a query ((H, W, 3) uint8 RGB) in an index with objects, host and donors, and
+    (when `unconfirmed`) the candidates ranked after them up to top_k places in all.
 
     candidates: what the global and local stages found; embedding: the query's global descriptor
     (cosines of images only the object stage finds), None without one.
@@ -81,16 +84,24 @@ def object_matches(
         )
         current = evidence.get(hit.image_id) or Evidence(hit.image_id, cosine=cosines.get(hit.image_id))
         evidence[hit.image_id] = replace(current, objects=hit, object_region=region)
-    fused = fuse(list(evidence.values()), size, conf, top_k=top_k)
+    fused = fuse(list(evidence.values()), size, conf, top_k=top_k, keep_all=unconfirmed)
     records = collection.images([match.image_id for match in fused])
     transforms = {c.image_id: c.regions[0].transform for c in candidates if c.regions}
-    return [
-        _to_match(
-            match, records[match.image_id].path, transforms.get(match.image_id), query_objects.boxes, stored
+    found = [
+        (
+            match.confirmed,
+            _to_match(
+                match,
+                records[match.image_id].path,
+                transforms.get(match.image_id),
+                query_objects.boxes,
+                stored,
+            ),
         )
         for match in fused
         if match.image_id in records
     ]
+    return [m for confirmed, m in found if confirmed], [m for confirmed, m in found if not confirmed]
 
 
 def _alignment(collection: Collection, host: VerifiedRegion | None) -> HostAlignment | None:
@@ -138,7 +149,7 @@ def _to_match(
         ),
         cosine=match.cosine,
         transform=transform,
-        role=match.role,
+        role=match.role if match.confirmed else None,
         coverage=match.coverage,
         object_pair=pair,
     )

@@ -129,9 +129,10 @@ class Evidence:
 class FusedMatch:
     """A collection image the query is made of, with its role.
 
-    score: fused P(match); role: "host" or "donor"; coverage: fraction of the query its regions
-    explain; regions: the query regions it explains, verified ones first; object_pair: (i, j) of
-    Eq. 8 and object_distance its Eq. 7 distance, when the object stage found the image.
+    score: fused P(match); confirmed: whether it reaches the fusion threshold; role: "host" or
+    "donor"; coverage: fraction of the query its regions explain; regions: the query regions it
+    explains, verified ones first; object_pair: (i, j) of Eq. 8 and object_distance its Eq. 7
+    distance, when the object stage found the image.
     """
 
     image_id: int
@@ -140,6 +141,7 @@ class FusedMatch:
     role: str
     coverage: float
     regions: tuple[ExplainedRegion, ...]
+    confirmed: bool = True
     cosine: float | None = None
     inliers: int = 0
     os2os: float = 0.0
@@ -227,12 +229,13 @@ def fuse(
 ) -> list[FusedMatch]:
     """Rank candidates by fused probability and give the matches their roles.
 
-    query_size: (width, height) of the query. A candidate is a match when its fused probability
-    reaches `conf.fusion.threshold` (every candidate is ranked when `keep_all`, e.g. to measure
-    recall). Roles: the match whose regions (`explained_regions`) cover most of the query is the
-    host, provided they cover at least `conf.host_coverage` of it (a donor found without its host
-    stays a donor); every other match, which explains a smaller region or none that is known, is a
-    donor.
+    query_size: (width, height) of the query. A candidate is a match (`confirmed`) when its fused
+    probability reaches `conf.fusion.threshold`; the others are dropped, or ranked after the matches
+    when `keep_all` (what `search --unconfirmed` shows, and what recall@k measures). Roles: the
+    match whose regions (`explained_regions`) cover most of the query is the host, provided they
+    cover at least `conf.host_coverage` of it (a donor found without its host stays a donor);
+    every other match, which explains a smaller region or none that is known, is a donor. The host
+    is never an unconfirmed candidate.
     """
     scored = []
     for evidence in candidates:
@@ -243,11 +246,14 @@ def fuse(
             scored.append((probability, evidence, regions, coverage(regions, query_size), features))
     scored.sort(key=lambda item: (-item[0], -item[1].inliers, item[1].image_id))
     scored = scored[:top_k]
-    host = max(range(len(scored)), key=lambda number: (scored[number][3], -number), default=None)
+    confirmed = sum(probability >= conf.fusion.threshold for probability, *_ in scored)
+    host = max(range(confirmed), key=lambda number: (scored[number][3], -number), default=None)
     if host is not None and scored[host][3] < conf.host_coverage:
         host = None
     return [
-        _fused_match(rank, probability, evidence, regions, covered, features, rank - 1 == host)
+        _fused_match(
+            rank, probability, evidence, regions, covered, features, rank - 1 == host, rank <= confirmed
+        )
         for rank, (probability, evidence, regions, covered, features) in enumerate(scored, start=1)
     ]
 
@@ -260,6 +266,7 @@ def _fused_match(
     covered: float,
     features: Mapping[str, float],
     is_host: bool,
+    confirmed: bool,
 ) -> FusedMatch:
     hit = evidence.objects
     return FusedMatch(
@@ -269,6 +276,7 @@ def _fused_match(
         role=ROLE_HOST if is_host else ROLE_DONOR,
         coverage=covered,
         regions=regions,
+        confirmed=confirmed,
         cosine=evidence.cosine,
         inliers=evidence.inliers,
         os2os=evidence.os2os,

@@ -46,9 +46,19 @@ def find_originals(
     *,
     top_k: int,
     query_name: str,
+    unconfirmed: bool = False,
 ) -> SearchResult:
-    """Search the collection for the originals of `pixels` ((H, W, 3) uint8 RGB)."""
-    return search(collection, pixels, conf, top_k=top_k, query_name=query_name, embedder=embedder)
+    """Search the collection for the originals of `pixels` ((H, W, 3) uint8 RGB); with `unconfirmed`,
+    the candidates ranked next as well (`SearchResult.unconfirmed`)."""
+    return search(
+        collection,
+        pixels,
+        conf,
+        top_k=top_k,
+        query_name=query_name,
+        embedder=embedder,
+        unconfirmed=unconfirmed,
+    )
 
 
 def compare_pair(

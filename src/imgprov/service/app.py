@@ -161,11 +161,17 @@ async def post_search(
     request: Request,
     file: ImageUpload,
     top_k: Annotated[int | None, Query(ge=1, le=100, description="Most matches to return.")] = None,
+    unconfirmed: Annotated[
+        bool,
+        Query(description="Add `unconfirmed`: the candidates ranked after the matches, up to top_k in all."),
+    ] = False,
     pictures: WithPictures = False,
 ) -> JSONResponse:
     """Find the originals of an image.
 
-    Returns the search JSON (`query`, `width`, `height`, `matches`, `timings`); each match adds its
+    Returns the search JSON (`query`, `width`, `height`, `matches`, `unconfirmed`, `timings`);
+    `unconfirmed` lists the candidates ranked after the matches, below the match threshold and
+    without a role, when asked for (else it is empty). Each match adds its
     `name`, `role` (host or donor), `coverage` (share of the query its regions cover) and `original`
     (metadata). `top` is the comparison with the first match: `verdict`, `probability`,
     `probabilities`, changed `regions` and their `outline` polygons in query pixels, or null when
@@ -174,7 +180,7 @@ async def post_search(
     state = service_of(request)
     with state.jobs.reserve() as slot:
         upload = await read_upload(file, state.settings.max_upload_bytes)
-        job = jobs.SearchRequest(upload, top_k or state.settings.top_k, pictures)
+        job = jobs.SearchRequest(upload, top_k or state.settings.top_k, pictures, unconfirmed)
         return api_json(await slot.run(jobs.search_job, state, job, timeout=state.settings.request_timeout))
 
 

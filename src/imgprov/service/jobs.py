@@ -29,11 +29,13 @@ WRITER_WAIT_FRACTION = 0.5
 
 @dataclass(frozen=True)
 class SearchRequest:
-    """A query, how many matches to return, and whether to add pictures for the page."""
+    """A query, how many matches to return, whether to add pictures for the page, and whether to
+    list the unconfirmed candidates."""
 
     upload: Upload
     top_k: int
     with_pictures: bool
+    unconfirmed: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,9 @@ def search_job(state: ServiceState, request: SearchRequest) -> dict:
         state.embedder,
         top_k=request.top_k,
         query_name=request.upload.name,
+        unconfirmed=request.unconfirmed,
     )
-    records = collection.images([match.image_id for match in result.matches])
+    records = collection.images([match.image_id for match in result.matches + result.unconfirmed])
     explanation, top = explain_top(state, collection, query.pixels, result)
     body = search_payload(result, match_roles(result), records, top)
     if request.with_pictures:

@@ -30,7 +30,7 @@ def image_payload(record: ImageRecord) -> dict:
     }
 
 
-def match_payload(match: Match, result: SearchResult, role: str, record: ImageRecord | None) -> dict:
+def match_payload(match: Match, result: SearchResult, role: str | None, record: ImageRecord | None) -> dict:
     """A match as the command line's JSON gives it (any `provenance` included), named by file name,
     with its role, the share of the query its regions cover, and the original's metadata."""
     body = {key: value for key, value in match.to_json().items() if key != "path"}
@@ -63,8 +63,8 @@ def search_payload(
     records: dict[int, ImageRecord],
     top: dict | None,
 ) -> dict:
-    """The search JSON with each match's role and metadata, and the top match's comparison (or why
-    there is none: `{"id", "error"}`)."""
+    """The search JSON with each match's role and metadata, the unconfirmed candidates (no role) when
+    asked for, and the top match's comparison (or why there is none: `{"id", "error"}`)."""
     return {
         "query": result.query,
         "width": result.width,
@@ -72,6 +72,9 @@ def search_payload(
         "matches": [
             match_payload(match, result, roles[match.image_id], records.get(match.image_id))
             for match in result.matches
+        ],
+        "unconfirmed": [
+            match_payload(match, result, None, records.get(match.image_id)) for match in result.unconfirmed
         ],
         "timings": {name: round(seconds, 4) for name, seconds in result.timings.items()},
         "top": top,
