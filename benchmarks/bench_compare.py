@@ -33,7 +33,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
+import itertools
 import json
+import math
 import os
 import shlex
 import sys
@@ -46,7 +48,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from benchmarks.calibrate_compare import DATA, corpus_photos, pair_sets, split_photos
+from benchmarks.calibrate_compare import DATA, PhotoPart, corpus_photos, pair_sets, split_photos
+from benchmarks.edit_survival import EditSurvival, pair_survival
 from benchmarks.queries import PAIR_KINDS, Pair, load_mask, load_rgb
 from benchmarks.report import markdown_table, write_section
 from benchmarks.run import git_commit, machine_description
@@ -73,6 +76,8 @@ SSD_UNALIGNED = "SSD, no alignment (7x7)"
 EFFNET = "EfficientNet-Lite0 feature difference + F_A"
 ERROR_LEVEL = "ErrAnalysis (JPEG 90)"
 METHODS = (IMGPROV, IMGPROV_UNDECIDED, SSD_ALIGNED_POOLED, SSD_ALIGNED, SSD_UNALIGNED, EFFNET, ERROR_LEVEL)
+SURVIVAL_BINS = (0.0, 0.5, 1.0, 2.0, math.inf)
+"""Edges of the `EditSurvival.ratio` groups of the Manip+Benign table."""
 
 
 @dataclass(frozen=True)
@@ -301,6 +306,38 @@ def summarize(run: MethodRun, calibrated: float) -> dict:
     return summary
 
 
+def survival_of_pairs(part: PhotoPart, pairs: Sequence[Pair], seed: int) -> dict[str, EditSurvival]:
+    """The oracle's survival of every Manip+Benign pair of a set generated with `seed`."""
+    return {
+        pair.pair_id: pair_survival(pair, index, part.originals, part.held_out, part.stamps, seed)
+        for index, pair in enumerate(pairs)
+    }
+
+
+def by_survival(
+    pairs: Sequence[Pair], scores: Sequence[PairScores], survival: dict[str, EditSurvival], calibrated: float
+) -> list[dict]:
+    """imgprov's Manip+Benign accuracy and IoU in each SURVIVAL_BINS group of the edit's ratio
+    (`scores` in the order of `pairs`)."""
+    at_reported = _sweep_index(calibrated)
+    ratios = [
+        (survival[p.pair_id].ratio, s) for p, s in zip(pairs, scores, strict=True) if p.pair_id in survival
+    ]
+    groups = []
+    for low, high in itertools.pairwise(SURVIVAL_BINS):
+        inside = [s for ratio, s in ratios if low <= ratio < high]
+        groups.append(
+            {
+                "low": low,
+                "high": high,
+                "pairs": len(inside),
+                "accuracy": _mean(s.verdict == EXPECTED["manip+benign"] for s in inside),
+                "iou": _mean(s.ious[at_reported] for s in inside),
+            }
+        )
+    return groups
+
+
 def _mean(values) -> float:
     listed = [float(value) for value in values]
     return float(np.mean(listed)) if listed else float("nan")
@@ -390,7 +427,9 @@ def _distribution_ms(seconds: Sequence[float]) -> dict[str, float]:
 # --- report ------------------------------------------------------------------------------------------
 
 
-def markdown(context: dict, summaries: dict[str, dict], matrix: list[list[int]], speed: dict) -> str:
+def markdown(
+    context: dict, summaries: dict[str, dict], matrix: list[list[int]], speed: dict, survival: list[dict]
+) -> str:
     lines = [
         "```sh",
         "make corpus   # fetches and verifies the real photos (once)",
@@ -426,9 +465,29 @@ def markdown(context: dict, summaries: dict[str, dict], matrix: list[list[int]],
             [[SET_NAMES[kind], *map(str, counts)] for kind, counts in zip(PAIR_KINDS, matrix, strict=True)],
         ),
         "",
+        *_survival_lines(survival),
+        "",
         *_speed_lines(speed),
     ]
     return "\n".join(lines)
+
+
+def _survival_lines(groups: list[dict]) -> list[str]:
+    def span(group: dict) -> str:
+        if math.isinf(group["high"]):
+            return f">= {group['low']:g}"
+        return f"{group['low']:g} to {group['high']:g}"
+
+    rows = [[span(g), str(g["pairs"]), _cell(g["accuracy"]), _cell(g["iou"])] for g in groups]
+    return [
+        "### Manip+Benign by how much of the edit is left (oracle, benchmarks/edit_survival.py)",
+        "",
+        "Each pair is made again with the same benign transform applied to the unedited original. Ratio:",
+        "mean |query - that twin| over mean |twin - original| inside the edit's mask, i.e. what the edit",
+        "still changes over what the benign transform changed where the edit is (grey levels).",
+        "",
+        markdown_table(["edit / benign change", "pairs", "accuracy", "IoU"], rows),
+    ]
 
 
 def _main_table(summaries: dict[str, dict]) -> str:
@@ -573,6 +632,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             load.append(os.getloadavg()[0])
             print(f"[{time.perf_counter() - started:6.1f}s] {number} pairs", flush=True)
     summaries = {name: summarize(run, calibration.threshold) for name, run in runs.items()}
+    survival = survival_of_pairs(part, sets["manip+benign"], args.seed + 1)
+    survival_groups = by_survival(pairs, runs[IMGPROV].pairs, survival, calibration.threshold)
     timed = [pair for kind in PAIR_KINDS for pair in sets[kind][: args.speed_pairs]]
     speed = time_one_megapixel(timed, conf, calibration)
     context = {
@@ -592,11 +653,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threshold": calibration.threshold,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
-    text = markdown(context, summaries, confusion(runs[IMGPROV]), speed)
+    text = markdown(context, summaries, confusion(runs[IMGPROV]), speed, survival_groups)
     figures = {
         "context": context,
         "summaries": summaries,
         "verdicts_per_set": dict(zip(PAIR_KINDS, confusion(runs[IMGPROV]), strict=True)),
+        "manip+benign by edit survival": survival_groups,
         "speed_1mp": speed,
     }
     print(text)

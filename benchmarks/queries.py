@@ -19,6 +19,7 @@ whole set in ``queries.json`` with paths relative to its folder.
 
 from __future__ import annotations
 
+import copy
 import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -319,11 +320,43 @@ manipulated query and pair really differs from its original."""
 FALLBACK_EDIT = "text"
 
 
+def manip_benign_twin(
+    originals: PhotoSource,
+    held_out: PhotoSource,
+    donors: PhotoSource,
+    stamps: Sequence[str | Path],
+    seed: int,
+    index: int,
+) -> tuple[Transformed, Transformed, np.ndarray]:
+    """Manip+Benign pair `index` of `generate_pairs(..., "manip+benign", count, seed, ...)` made
+    again: its query, the twin query that the same benign transform (the same draws) makes of the
+    unedited original, and that original, (H, W, 3) uint8."""
+    photos = _photos(originals, held_out, donors, stamps)
+    rng = _item_rng(seed, "pair:manip+benign", index)
+    original_id, edit, _ = _manip_edit(photos, rng)
+    twin_rng = copy.deepcopy(rng)
+    original = load_rgb(photos.originals[original_id])
+    return carry_edit(edit, benign_transform(edit.image, rng)), benign_transform(original, twin_rng), original
+
+
 def _manip_sample(photos: _Photos, rng: np.random.Generator, then_benign: bool) -> _Sample:
+    original_id, edit, pastes = _manip_edit(photos, rng)
+    relevant = ((original_id, ROLE_ORIGINAL), *((donor_id, ROLE_DONOR) for donor_id, _ in pastes))
+    if not then_benign:
+        return _Sample(identity_transform(edit.image, edit.mask, (edit.op,)), original_id, relevant, pastes)
+    benign = benign_transform(edit.image, rng)
+    carried = carry_pastes([paste for _, paste in pastes], benign)
+    moved = tuple((donor_id, paste) for (donor_id, _), paste in zip(pastes, carried, strict=True))
+    return _Sample(carry_edit(edit, benign), original_id, relevant, moved)
+
+
+def _manip_edit(
+    photos: _Photos, rng: np.random.Generator
+) -> tuple[str, Edit, tuple[tuple[str, DonorPaste], ...]]:
+    """An original's id, its edit, and the donor of a splice with its paste (none for other edits)."""
     original_id = _pick(photos.originals, rng)
     original = load_rgb(photos.originals[original_id])
     kind = str(rng.choice(MANIP_KINDS))
-    relevant: tuple[tuple[str, str], ...] = ((original_id, ROLE_ORIGINAL),)
     pastes: tuple[tuple[str, DonorPaste], ...] = ()
     if kind == "splice" and photos.stamps:
         edit = _stamp_splice(original, photos.stamps, rng)
@@ -331,18 +364,12 @@ def _manip_sample(photos: _Photos, rng: np.random.Generator, then_benign: bool) 
         donor_pool = photos.donors or photos.originals
         donor_id = _pick(donor_pool, rng, exclude=original_id)
         edit = manipulate(original, rng, kind, donor=load_rgb(donor_pool[donor_id]))
-        relevant += ((donor_id, ROLE_DONOR),)
         pastes = ((donor_id, edit.pastes[0]),)
     else:
         edit = manipulate(original, rng, kind)
         if edit.mask.mean() < MIN_EDIT_FRACTION:
             edit = manipulate(original, rng, FALLBACK_EDIT)
-    if not then_benign:
-        return _Sample(identity_transform(edit.image, edit.mask, (edit.op,)), original_id, relevant, pastes)
-    benign = benign_transform(edit.image, rng)
-    carried = carry_pastes([paste for _, paste in pastes], benign)
-    moved = tuple((donor_id, paste) for (donor_id, _), paste in zip(pastes, carried, strict=True))
-    return _Sample(carry_edit(edit, benign), original_id, relevant, moved)
+    return original_id, edit, pastes
 
 
 def _stamp_splice(original: np.ndarray, stamps: Sequence[Path], rng: np.random.Generator) -> Edit:
