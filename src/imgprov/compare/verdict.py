@@ -1,7 +1,8 @@
 """The ICN's 3-way verdict (paper 004 Eq. 8-9): benign, manipulated or distinct, with probabilities.
 
 The ICN learns its classifier end to end; here a multinomial logistic regression reads pair features
-a person can check, in four groups:
+a person can check, in four groups (its "manipulated" bias carries the calibration's prior shift,
+chosen so that the worst per-set accuracy out of fold is the highest: benchmarks/calibrate_compare.py):
 
 * F_A: how well one transform explains the matches (keypoints, or EfficientNet cells when SIFT
   found nothing), how alike the aligned images are, how much of the query is comparable;
