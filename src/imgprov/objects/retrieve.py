@@ -242,19 +242,21 @@ def fuse(
         features = fusion_features(evidence)
         probability = fused_probability(features, conf.fusion)
         if keep_all or probability >= conf.fusion.threshold:
-            regions = explained_regions(evidence, query_size, conf.host_cosine)
-            scored.append((probability, evidence, regions, coverage(regions, query_size), features))
+            scored.append((probability, evidence, features))
     scored.sort(key=lambda item: (-item[0], -item[1].inliers, item[1].image_id))
-    scored = scored[:top_k]
-    confirmed = sum(probability >= conf.fusion.threshold for probability, *_ in scored)
-    host = max(range(confirmed), key=lambda number: (scored[number][3], -number), default=None)
-    if host is not None and scored[host][3] < conf.host_coverage:
+    ranked = []
+    for probability, evidence, features in scored[:top_k]:
+        regions = explained_regions(evidence, query_size, conf.host_cosine)
+        ranked.append((probability, evidence, regions, coverage(regions, query_size), features))
+    confirmed = sum(probability >= conf.fusion.threshold for probability, *_ in ranked)
+    host = max(range(confirmed), key=lambda number: (ranked[number][3], -number), default=None)
+    if host is not None and ranked[host][3] < conf.host_coverage:
         host = None
     return [
         _fused_match(
             rank, probability, evidence, regions, covered, features, rank - 1 == host, rank <= confirmed
         )
-        for rank, (probability, evidence, regions, covered, features) in enumerate(scored, start=1)
+        for rank, (probability, evidence, regions, covered, features) in enumerate(ranked, start=1)
     ]
 
 
