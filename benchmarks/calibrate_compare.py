@@ -209,7 +209,7 @@ def identical_pairs(part: PhotoPart, count: int, seed: int, folder: Path) -> lis
     for index, position in enumerate(sorted(chosen)):
         photo_id = ids[position]
         path = part.originals[photo_id]
-        mask_path = folder / f"pair-identical-{index:05d}_mask.png"
+        mask_path = folder / f"{photo_id}_mask.png"
         if not mask_path.is_file():
             with Image.open(path) as image:
                 size = ImageOps.exif_transpose(image).size

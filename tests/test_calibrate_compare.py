@@ -1,12 +1,20 @@
-"""The choice of the verdict model's prior shift in benchmarks/calibrate_compare.py."""
+"""benchmarks/calibrate_compare.py: the choice of the verdict model's prior shift, identical pairs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from benchmarks.calibrate_compare import best_prior_shift, set_accuracies, shifted_verdicts
+from benchmarks.calibrate_compare import (
+    PhotoPart,
+    best_prior_shift,
+    identical_pairs,
+    set_accuracies,
+    shifted_verdicts,
+)
 from imgprov.compare.models import VERDICTS
+from imgprov.demo import SKIMAGE_PHOTOS, skimage_data_dir
 
 BENIGN, MANIPULATED, DISTINCT = (VERDICTS.index(name) for name in ("benign", "manipulated", "distinct"))
 
@@ -39,3 +47,14 @@ def test_unaligned_pairs_answer_distinct_and_count_in_their_set():
     predicted = shifted_verdicts(3, positions, log_probabilities([1.0, 0.5]), 0.6)
     assert predicted.tolist() == [BENIGN, DISTINCT, MANIPULATED]
     assert set_accuracies(kinds, predicted) == {"benign": 1.0, "manip+benign": 1.0, "distinct": 1.0}
+
+
+def test_identical_pairs_have_an_empty_mask_of_their_photo_size_whatever_the_count(tmp_path):
+    """Counts draw different photos for the same pair numbers; a mask is never another photo's."""
+    originals = {name: skimage_data_dir() / name for name in SKIMAGE_PHOTOS}
+    part = PhotoPart(originals, {}, (), "scikit-image", {name: name for name in originals})
+    for count in (2, 5, 3):
+        for pair in identical_pairs(part, count, 0, tmp_path):
+            with Image.open(pair.query_path) as image, Image.open(pair.mask_path) as mask:
+                assert mask.size == image.size
+                assert not np.asarray(mask).any()
