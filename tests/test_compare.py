@@ -136,6 +136,36 @@ def test_letterboxed_crop_is_benign_and_its_bands_are_not_comparable(conf):
     assert comparison.comparable[band + 10 : -band - 10, 10:-10].mean() > 0.95
 
 
+def test_faded_copy_stays_comparable(conf):
+    original = photo("chelsea.png").astype(np.float32)
+    faded = jpeg(np.clip((original - original.mean()) * 0.1 + original.mean(), 0, 255).astype(np.uint8), 85)
+    comparison = compare_images(faded, photo("chelsea.png"), conf)
+    assert comparison.comparable.mean() > 0.95
+
+
+def test_flat_background_the_original_shares_stays_comparable(conf):
+    """A product shot: white all round, a thin dark handle reaching the top edge (most of each top
+    row is white, so the top rows look like a flat band; the original shows the same there)."""
+    shot = np.full((420, 560, 3), 255, np.uint8)
+    shot[150:420, 130:430] = cv2.resize(photo("coffee.png"), (300, 270))
+    cv2.line(shot, (300, 150), (340, 20), (40, 30, 20), 6)
+    comparison = compare_images(jpeg(shot, 90), shot, conf)
+    assert comparison.verdict == "benign"
+    assert comparison.comparable.mean() > 0.95
+
+
+def test_small_copy_under_impulse_noise_is_aligned_by_keypoints(conf):
+    original = photo("chelsea.png")
+    small = cv2.resize(original, (128, 85), interpolation=cv2.INTER_AREA)
+    speckle = np.random.default_rng(0).random(small.shape[:2])
+    noisy = small.copy()
+    noisy[speckle < 0.135] = 0
+    noisy[speckle > 0.865] = 255
+    fit = estimate_transform(noisy, original, conf.align)
+    assert fit is not None and fit.matcher == "rootsift"
+    np.testing.assert_allclose(fit.transform[:2, :2], (451 / 128) * np.eye(2), atol=0.1)
+
+
 def test_blurred_thumbnail_is_aligned_by_deep_features(conf, astronaut):
     thumbnail = cv2.resize(astronaut, (200, 200), interpolation=cv2.INTER_AREA)
     query = cv2.GaussianBlur(thumbnail, (0, 0), 4.0)

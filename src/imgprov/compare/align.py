@@ -6,17 +6,23 @@ homography explains clearly more matches. A mirrored query is matched through `m
 which permutes descriptor bins instead of extracting features again; the transform fitted in the
 mirrored frame is composed with the flip, because OpenCV's USAC rejects orientation-reversing
 homographies. When that finds too little (heavy blur, noise or a contrast collapse), both images
-are described again at a coarse scale after a contrast stretch and the better fit is kept. When
-SIFT finds nothing at all (small, featureless or badly degraded copies), mutual nearest neighbours
-of EfficientNet-Lite0 cells (imgprov.compare.deep) are fitted by a similarity transform; unrelated
-photos leave only a handful of such cells consistent (at most 12 on 150 training pairs of distinct
-photos), so `deep_min_inliers` of them mean the same picture.
+are described again at a coarse scale after a contrast stretch and the better fit is kept; when
+neither fits, a median-filtered query (impulse or shot noise) is described again, smaller. When
+SIFT finds nothing at all, or that last try only a few matches (small, featureless or badly
+degraded copies), mutual nearest neighbours of EfficientNet-Lite0 cells (imgprov.compare.deep) are
+fitted by a similarity transform; unrelated photos leave only a handful of such cells consistent
+(at most 12 on 150 training pairs of distinct photos), so `deep_min_inliers` of them mean the same
+picture.
 
 Dense step: the original is resampled on the query's pixels at a working resolution (so every
 output lives in the query frame), the affine residual is removed by ECC (enhanced correlation,
 robust to brightness and contrast), then DIS optical flow measures what is left; only its smooth,
 small part is applied, so mild non-rigid warps are absorbed while a pasted or removed object is not
 "explained away" by the flow.
+
+Comparable pixels: inside the warped original, minus flat bands along the query's edges
+(letterboxing, a solid pad after a crop) where the original, brought to the query's contrast, is
+not as flat in the same colour.
 """
 
 from __future__ import annotations
@@ -149,7 +155,15 @@ def estimate_transform(
     candidates = [candidate for candidate in (fit, coarse) if candidate is not None]
     if candidates:
         return max(candidates, key=lambda candidate: candidate.inliers)
-    return fit_deep_transform(query, original, conf) if conf.deep_fallback else None
+    denoised = fit_global_transform(
+        extract_rootsift(stretch_contrast(cv2.medianBlur(query, conf.denoise_median)), conf.denoise_features),
+        extract_rootsift(stretch_contrast(original), conf.denoise_features),
+        conf,
+    )
+    if denoised is not None and denoised.inliers >= conf.retry_below_inliers:
+        return denoised
+    deep_fit = fit_deep_transform(query, original, conf) if conf.deep_fallback else None
+    return deep_fit or denoised
 
 
 def fit_deep_transform(query: np.ndarray, original: np.ndarray, conf: AlignConf) -> GlobalFit | None:
@@ -350,7 +364,8 @@ def _reprojection_errors(transform: np.ndarray, source: np.ndarray, target: np.n
 def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """(N, 2) points through a (3, 3) projective matrix; returns (N, 2) float64."""
     homogeneous = np.column_stack([np.asarray(points, np.float64), np.ones(len(points))]) @ matrix.T
-    return homogeneous[:, :2] / homogeneous[:, 2:3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return homogeneous[:, :2] / homogeneous[:, 2:3]
 
 
 def needs_refinement(fit: GlobalFit, conf: AlignConf) -> bool:
@@ -411,31 +426,47 @@ def _warp_original(
         cv2.INTER_NEAREST,
         cv2.BORDER_CONSTANT,
     )
-    comparable = (inside == 255) & ~letterbox_bands(working_query, warped, conf)
+    comparable = (inside == 255) & ~letterbox_bands(working_query, warped, inside == 255, conf)
     return warped, _eroded(comparable, conf.border_margin)
 
 
-def letterbox_bands(query: np.ndarray, warped: np.ndarray, conf: AlignConf) -> np.ndarray:
+def letterbox_bands(query: np.ndarray, warped: np.ndarray, inside: np.ndarray, conf: AlignConf) -> np.ndarray:
     """(h, w) bool: flat bands along the query's edges (letterboxing or a solid pad after a crop)
-    where the aligned original is not flat in the same colour.
+    where the aligned original, brought to the query's contrast, is not as flat in the same colour.
 
-    query, warped: (h, w, 3) uint8, the working query and the original warped onto it.
+    query, warped: (h, w, 3) uint8, the working query and the original warped onto it; inside:
+    (h, w) bool, where the warp found original pixels. Bringing the original to the query's contrast
+    first keeps a faded copy's whole picture, or a white background the original shares, comparable.
     """
+    matched = contrast_matched(warped, query, inside)
     bands = np.zeros(query.shape[:2], bool)
     for side in range(4):
         turned_query = np.rot90(query, side)
         lines = _flat_edge_lines(turned_query, conf)
         if lines < conf.letterbox_min_lines:
             continue
-        band_colour = turned_query[:lines].reshape(-1, 3).mean(axis=0)
-        behind = np.rot90(warped, side)[:lines].reshape(-1, 3).astype(np.float32)
-        if (
-            np.abs(behind.mean(axis=0) - band_colour).max() <= 4 * conf.letterbox_flatness
-            and float(behind.std(axis=0).max()) <= 2 * conf.letterbox_flatness
-        ):
+        band_colour = turned_query[0].reshape(-1, 3).astype(np.float32).mean(axis=0)
+        behind = np.rot90(matched, side)[:lines]
+        deviation = np.abs(behind - band_colour).max(axis=2)
+        if float(np.percentile(deviation, 90)) <= 3 * conf.letterbox_flatness:
             continue
         np.rot90(bands, side)[:lines] = True
     return bands
+
+
+def contrast_matched(original: np.ndarray, query: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """(h, w, 3) float32: the warped original through the gray gain (least-squares slope of the
+    query on the original, in [0, 1]) and per-channel offset that best predict the query over the
+    `inside` pixels. The query's noise and JPEG error do not bias the slope; a contrast collapse does
+    lower it."""
+    if inside.sum() < 16:
+        return original.astype(np.float32)
+    query_pixels, original_pixels = query[inside].astype(np.float32), original[inside].astype(np.float32)
+    query_gray, original_gray = query_pixels.mean(axis=1), original_pixels.mean(axis=1)
+    variance = float(original_gray.var())
+    covariance = float(np.mean((query_gray - query_gray.mean()) * (original_gray - original_gray.mean())))
+    gain = min(1.0, max(0.0, covariance / variance)) if variance > 1e-6 else 1.0
+    return (original.astype(np.float32) - original_pixels.mean(axis=0)) * gain + query_pixels.mean(axis=0)
 
 
 def _flat_edge_lines(image: np.ndarray, conf: AlignConf) -> int:
@@ -541,6 +572,8 @@ def _aligned_correlation(
 
 
 def _masked_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    if mask.sum() < 2:
+        return 0.0
     x = a[mask].astype(np.float64)
     y = b[mask].astype(np.float64)
     x -= x.mean()

@@ -14,6 +14,9 @@ ROOTSIFT_1500_640 = LocalFeatureConf(name="rootsift-1500-640", max_keypoints=150
 ROOTSIFT_COARSE = LocalFeatureConf(
     name="rootsift-2k-512-c005", max_keypoints=2000, max_side=512, contrast_threshold=0.005
 )
+ROOTSIFT_SMALL = LocalFeatureConf(
+    name="rootsift-2k-256-c005", max_keypoints=2000, max_side=256, contrast_threshold=0.005
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class AlignConf:
     max_anisotropy: largest ratio of the transform's two scale factors accepted.
     retry_below_inliers: with fewer inliers, both images are described again with retry_features
     after a contrast stretch (blurred, noisy or faded copies).
+    denoise_features, denoise_median: when neither finds a transform, the query is median-filtered
+    (impulse and shot noise) and both are described again, smaller, with denoise_features.
     working_side: longest side, in pixels, of the query frame in which the pair is compared.
     border_margin: working pixels dropped along the edge of the comparable area (JPEG ringing and
     resampling blur along a padding or rotation edge are not edits).
@@ -47,6 +52,8 @@ class AlignConf:
 
     features: LocalFeatureConf = ROOTSIFT_1500_640
     retry_features: LocalFeatureConf = ROOTSIFT_COARSE
+    denoise_features: LocalFeatureConf = ROOTSIFT_SMALL
+    denoise_median: int = 3
     ratio: float = 0.85
     reprojection_fraction: float = 0.006
     min_inliers: int = 12
