@@ -1,7 +1,7 @@
 """Fit compare's calibration (src/imgprov/compare/calibration.json) on training pairs only.
 
-    python -m benchmarks.calibrate_compare                # corpus photos, 300 pairs per set
-    python -m benchmarks.calibrate_compare --pairs 100    # quicker, noisier
+    python -m benchmarks.calibrate_compare                # corpus photos, 600 pairs per set
+    python -m benchmarks.calibrate_compare --pairs 300    # quicker, noisier
 
 Photos: the benchmark corpus (``make corpus``); its scenes are split with the seed into a train
 part (70 %) and a test part (30 %) that `bench_compare` uses, so no photo, and no other shot of the
@@ -727,14 +727,14 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks.calibrate_compare", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
-        "--pairs", type=int, default=300, help="pairs per set (Benign, Manip, Manip+Benign, Distinct)"
+        "--pairs", type=int, default=600, help="pairs per set (Benign, Manip, Manip+Benign, Distinct)"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=DATA / "corpus")
     parser.add_argument("--photo-dir", type=Path, help="use this folder's photos instead of the corpus")
     parser.add_argument("--work", type=Path, default=DATA / "compare", help="generated pairs and caches")
     parser.add_argument("--preset", default="rootsift-dis-mlp-512")
-    parser.add_argument("--hidden", type=int, default=16, help="hidden units of the pixel model")
+    parser.add_argument("--hidden", type=int, default=32, help="hidden units of the pixel model")
     parser.add_argument("--l2", type=float, default=1e-2, help="L2 penalty of the verdict model")
     parser.add_argument(
         "--max-prior-shift",
