@@ -47,7 +47,7 @@ class AlignConf:
     letterbox_flatness, letterbox_min_lines: a band of at least letterbox_min_lines working rows or
     columns along an edge of the query whose lines have a colour standard deviation at most
     letterbox_flatness (gray levels) and the colour of the outermost line is letterboxing: not
-    comparable unless the original shows the same flat colour there.
+    comparable unless the original, brought to the query's contrast, shows the same flat colour there.
     """
 
     features: LocalFeatureConf = ROOTSIFT_1500_640
