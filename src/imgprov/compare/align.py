@@ -438,13 +438,15 @@ def letterbox_bands(query: np.ndarray, warped: np.ndarray, inside: np.ndarray, c
     (h, w) bool, where the warp found original pixels. Bringing the original to the query's contrast
     first keeps a faded copy's whole picture, or a white background the original shares, comparable.
     """
-    matched = contrast_matched(warped, query, inside)
+    matched = None
     bands = np.zeros(query.shape[:2], bool)
     for side in range(4):
         turned_query = np.rot90(query, side)
         lines = _flat_edge_lines(turned_query, conf)
         if lines < conf.letterbox_min_lines:
             continue
+        if matched is None:
+            matched = contrast_matched(warped, query, inside)
         band_colour = turned_query[0].reshape(-1, 3).astype(np.float32).mean(axis=0)
         behind = np.rot90(matched, side)[:lines]
         deviation = np.abs(behind - band_colour).max(axis=2)
