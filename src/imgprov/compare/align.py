@@ -587,12 +587,17 @@ def _masked_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float
 def _refine_with_flow(
     query: np.ndarray, warped: np.ndarray, comparable: np.ndarray, conf: AlignConf
 ) -> np.ndarray:
-    """The warped original moved by the smooth, small part of the DIS flow from the query to it."""
+    """The warped original moved by the smooth, small part of the DIS flow from the query to it.
+
+    The flow sees the query's own pixels wherever the original has no counterpart (padding, rotation
+    corners, beyond a crop): there the two images agree, so the edge of the picture does not pull
+    the flow of the comparable pixels next to it."""
     height, width = comparable.shape
     if comparable.sum() < 64:
         return warped
+    filled = np.where(comparable[:, :, None], warped, query)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-    flow = dis.calc(_normalized_gray(query, comparable), _normalized_gray(warped, comparable), None)
+    flow = dis.calc(_normalized_gray(query, comparable), _normalized_gray(filled, comparable), None)
     smooth = _smooth_flow(flow, comparable, conf.flow_smoothing * float(np.hypot(height, width)))
     smooth = np.clip(smooth, -conf.flow_max_pixels, conf.flow_max_pixels)
     grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
