@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from imgprov.compare.align import estimate_transform, mirror_features
 from imgprov.compare.calibration import Calibration, CalibrationMissing, packaged_calibration
 from imgprov.compare.cli import register
-from imgprov.compare.comparison import Comparison, compare_images
+from imgprov.compare.comparison import Comparison, compare_images, run_alignment
 from imgprov.compare.conf import COMPARES, compare_preset
-from imgprov.compare.difference import feature_count
+from imgprov.compare.difference import feature_count, matching_blur, photometric_match, tone_mapped
 from imgprov.compare.overlay import draw_overlay
 from imgprov.errors import PresetError
 from imgprov.extract.rootsift import extract_rootsift
@@ -125,6 +125,25 @@ def test_crop_and_pad_are_not_edits(conf):
     assert comparison.comparable[:, 70:-70].mean() > 0.95
 
 
+def test_picture_next_to_a_pad_stays_aligned(conf):
+    """A photo with a dark frame of its own (as some cameras leave), resized, recompressed and padded
+    in a light colour: the comparable rows and columns next to the pad are aligned like the rest."""
+    frame = 4
+    original = cv2.copyMakeBorder(
+        photo("motorcycle_left.png")[frame:, frame:], frame, 0, frame, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0)
+    )
+    small = jpeg(cv2.resize(original, None, fx=0.9, fy=0.9, interpolation=cv2.INTER_AREA), 80)
+    query = cv2.copyMakeBorder(small, 11, 8, 35, 6, cv2.BORDER_CONSTANT, value=(195, 183, 146))
+    pair = run_alignment(query, original, conf).pair
+    error = np.abs(pair.query.astype(np.float32) - pair.original.astype(np.float32)).mean(axis=2)
+    error[~pair.comparable] = np.nan
+    first_row = int(np.flatnonzero(pair.comparable.any(axis=1))[0])
+    first_column = int(np.flatnonzero(pair.comparable.any(axis=0))[0])
+    edge_rows = np.nanmedian(error[first_row : first_row + 3], axis=1)
+    edge_columns = np.nanmedian(error[:, first_column : first_column + 3], axis=0)
+    assert max(edge_rows.max(), edge_columns.max()) <= np.nanmedian(error) + 3.0
+
+
 def test_letterboxed_crop_is_benign_and_its_bands_are_not_comparable(conf):
     original = photo("chelsea.png")
     band = 30
@@ -141,6 +160,38 @@ def test_faded_copy_stays_comparable(conf):
     faded = jpeg(np.clip((original - original.mean()) * 0.1 + original.mean(), 0, 255).astype(np.uint8), 85)
     comparison = compare_images(faded, photo("chelsea.png"), conf)
     assert comparison.comparable.mean() > 0.95
+
+
+def faded(rgb: np.ndarray, contrast: float) -> np.ndarray:
+    """ImageNet-C's contrast corruption: every channel pulled towards its mean."""
+    pixels = rgb.astype(np.float32)
+    means = pixels.mean(axis=(0, 1), keepdims=True)
+    return np.clip((pixels - means) * contrast + means, 0, 255).astype(np.uint8)
+
+
+def test_tone_curve_follows_a_faded_copy_into_its_shadows_and_highlights():
+    original = photo("motorcycle_left.png")
+    query = faded(original, 0.3)
+    mapped = tone_mapped(
+        query.astype(np.float32), original.astype(np.float32), np.ones(query.shape[:2], bool)
+    )
+    assert np.abs(mapped - query).max() < 3.0
+
+
+def test_photometric_match_follows_a_brightness_change_made_in_hsv():
+    original = photo("astronaut.png")
+    hsv = cv2.cvtColor(original.astype(np.float32) / 255.0, cv2.COLOR_RGB2HSV)
+    hsv[:, :, 2] = np.clip(hsv[:, :, 2] + 0.3, 0.0, 1.0)
+    query = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
+    mapped = photometric_match(query, original.astype(np.float32), np.ones(query.shape[:2], bool))
+    assert np.percentile(np.abs(mapped - query).sum(axis=2), 99) < 3.0
+
+
+def test_faded_copy_is_benign_in_its_shadows_too(conf):
+    original = photo("motorcycle_left.png")
+    comparison = compare_images(jpeg(faded(original, 0.3), 60), original, conf)
+    assert comparison.verdict == "benign"
+    assert not comparison.mask.any()
 
 
 def test_flat_background_the_original_shares_stays_comparable(conf):
@@ -164,6 +215,30 @@ def test_small_copy_under_impulse_noise_is_aligned_by_keypoints(conf):
     fit = estimate_transform(noisy, original, conf.align)
     assert fit is not None and fit.matcher == "rootsift"
     np.testing.assert_allclose(fit.transform[:2, :2], (451 / 128) * np.eye(2), atol=0.1)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 1.0, 2.0, 4.0])
+def test_matching_blur_recovers_the_blur_of_a_copy(conf, sigma):
+    original = photo("chelsea.png")
+    copy = jpeg(cv2.GaussianBlur(original, (0, 0), sigma) if sigma else original, 80)
+    comparable = np.ones(original.shape[:2], bool)
+    found = matching_blur(
+        copy.astype(np.float32), original.astype(np.float32), comparable, conf.difference.blur_sigmas
+    )
+    assert found == pytest.approx(sigma, abs=0.5)
+
+
+def test_defocused_copy_is_benign(conf, astronaut):
+    comparison = compare_images(jpeg(cv2.GaussianBlur(astronaut, (0, 0), 2.0), 70), astronaut, conf)
+    assert comparison.verdict == "benign"
+    assert comparison.heatmap.max() < 0.75 * comparison.threshold
+
+
+def test_pasted_object_is_found_in_a_defocused_copy(conf, astronaut):
+    query, changed = pasted(astronaut, photo("coffee.png"))
+    comparison = compare_images(jpeg(cv2.GaussianBlur(query, (0, 0), 3.0), 70), astronaut, conf)
+    assert comparison.verdict == "manipulated"
+    assert mask_iou(comparison.mask, changed) >= 0.5
 
 
 def test_blurred_thumbnail_is_aligned_by_deep_features(conf, astronaut):

@@ -88,6 +88,8 @@ class DifferenceConf:
     detail_sigma, detail_constant: high-pass scale and stabilizer of the detail-energy ratio.
     z_floor: smallest robust deviation a channel is divided by (an undegraded copy has none).
     context_sigmas: scales at which some channels are smoothed again as spatial context.
+    blur_sigmas: candidate Gaussian blurs of the original, in working pixels; the one that matches
+    the query best is applied before every channel (0 must be among them: an unblurred copy).
     """
 
     pre_blur: float = 1.0
@@ -98,6 +100,7 @@ class DifferenceConf:
     detail_constant: float = 1.0
     z_floor: float = 0.05
     context_sigmas: tuple[float, ...] = (4.0, 12.0)
+    blur_sigmas: tuple[float, ...] = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,18 @@ over the comparable pixels: a channel value is "how many robust deviations this 
 image's typical difference", and a degradation that raises the difference everywhere raises the
 typical difference with it.
 
+Before any channel, the original is degraded the way the query was, as far as a global model can
+say: blurred by the Gaussian that makes it most like the query (`matching_blur`: a defocused copy
+otherwise loses detail exactly where the photo has some) and brought to the query's colours
+(`photometric_match`: per-channel tone curves, or a curve on the HSV value for a brightness change
+made in HSV).
+
 Channels (names in `CHANNEL_NAMES`):
 
-* residual_fine, residual: colour difference after mapping the original through a per-channel
-  tone curve fitted on the comparable pixels (brightness, contrast, saturation clipping), without
-  and with a little smoothing; residual_highpass: the same with its large-scale part removed (fog,
-  vignetting).
-* chroma: opponent-colour (R-G, R+G-2B) difference after the tone curve (hue changes).
+* residual_fine, residual: colour difference after the photometric match (brightness, contrast,
+  saturation clipping), without and with a little smoothing; residual_highpass: the same with its
+  large-scale part removed (fog, vignetting).
+* chroma: opponent-colour (R-G, R+G-2B) difference after the photometric match (hue changes).
 * structure_1, structure_2, structure_4: 1 - local correlation of the gray images (SSIM's structure
   term) at three scales, invariant to local gain and offset.
 * detail_loss, detail_gain: log ratio of local high-frequency energy, query over original, above
@@ -56,12 +61,15 @@ RAW_CHANNELS = ("deep_8", "deep_16")
 CONTEXT_CHANNELS = ("residual", "chroma", "structure_2", "detail_loss")
 """Channels also given to the pixel model smoothed at `DifferenceConf.context_sigmas` (spatial
 context: a pixel inside an edited blob has edited neighbours)."""
-IMAGE_STAT_NAMES = ("log_noise", "structure_median", "correlation")
+IMAGE_STAT_NAMES = ("log_noise", "structure_median", "correlation", "blur_sigma")
 """Per-pair descriptors of the degradation, given to the pixel model with every pixel."""
 TONE_CURVE_BINS = 24
-TONE_CURVE_SAMPLES = 20_000
+TONE_CURVE_END_BINS = 3
+TONE_CURVE_MAX_SLOPE = 4.0
 EXTRAPOLATION = 1000.0
 MAD_TO_SIGMA = 1.4826
+BLUR_TOLERANCE = 0.02
+PHOTOMETRIC_TOLERANCE = 0.05
 ROBUST_SAMPLES = 20_000
 
 
@@ -89,13 +97,15 @@ def difference_maps(pair: AlignedPair, conf: DifferenceConf) -> DifferenceMaps:
     comparable = pair.comparable
     weights = comparable.astype(np.float32)
     query = pair.query.astype(np.float32)
-    original = tone_mapped(query, pair.original.astype(np.float32), comparable)
+    blur_sigma = matching_blur(query, pair.original.astype(np.float32), comparable, conf.blur_sigmas)
+    blurred = masked_blur(pair.original.astype(np.float32), weights, blur_sigma)
+    original = photometric_match(query, blurred, comparable)
     raw = {
         **_residual_channels(query, original, weights, conf),
         "chroma": _chroma_difference(query, original, weights, conf),
         **_structure_channels(query.mean(axis=2), original.mean(axis=2), weights, conf),
         **_detail_channels(query.mean(axis=2), original.mean(axis=2), weights, conf),
-        **deep_channels(pair),
+        **deep_channels(pair, blurred),
     }
     channels = np.stack(
         [_robust_z(raw[name], comparable, conf.z_floor) for name in CHANNEL_NAMES], axis=2
@@ -110,15 +120,17 @@ def difference_maps(pair: AlignedPair, conf: DifferenceConf) -> DifferenceMaps:
             np.log(noise + 1e-3),
             float(np.median(structure)) if structure.size else 0.0,
             pair.correlation,
+            blur_sigma,
         ],
         np.float32,
     )
     return DifferenceMaps(channels=channels, raw=raw_channels, image_stats=stats, comparable=comparable)
 
 
-def deep_channels(pair: AlignedPair) -> dict[str, np.ndarray]:
-    """deep_8 and deep_16, (h, w) float32 cosine distances of the pair's EfficientNet-Lite0 maps."""
-    filled = np.where(pair.comparable[:, :, None], pair.original, pair.query)
+def deep_channels(pair: AlignedPair, original: np.ndarray) -> dict[str, np.ndarray]:
+    """deep_8 and deep_16, (h, w) float32 cosine distances of the EfficientNet-Lite0 maps of the
+    pair's query and `original` (h, w, 3), the pair's original as the difference sees it."""
+    filled = np.where(pair.comparable[:, :, None], original, pair.query).astype(np.uint8)
     query_maps, original_maps = deep.feature_maps(pair.query), deep.feature_maps(filled)
     return {
         f"deep_{stride}": deep.cosine_distance_map(query_maps, original_maps, stride)
@@ -148,20 +160,121 @@ def feature_count(conf: DifferenceConf) -> int:
     )
 
 
+def matching_blur(
+    query: np.ndarray, original: np.ndarray, comparable: np.ndarray, sigmas: tuple[float, ...]
+) -> float:
+    """The Gaussian sigma, in working pixels, that makes the original (h, w, 3) float32 look most like
+    the query (h, w, 3) float32: a blurred or defocused copy loses detail wherever the photo has any,
+    and only the difference to the original blurred alike is the editor's.
+
+    Each candidate is scored by the median absolute residual of a gain-and-offset fit of the gray
+    query on the blurred gray original over the comparable pixels (the median ignores a local edit);
+    the smallest sigma within BLUR_TOLERANCE of the best score wins, so that an unblurred copy keeps
+    its detail.
+    """
+    inside = _sample_indices(comparable)
+    if inside.size < 2:
+        return 0.0
+    weights = comparable.astype(np.float32)
+    target = query.mean(axis=2).ravel()[inside]
+    gray = original.mean(axis=2)
+    scores = []
+    for sigma in sigmas:
+        source = masked_blur(gray, weights, sigma).ravel()[inside]
+        design = np.column_stack([source, np.ones_like(source)])
+        coefficients, *_ = np.linalg.lstsq(design, target, rcond=None)
+        scores.append(float(np.median(np.abs(target - design @ coefficients))))
+    best = min(scores)
+    return next(
+        sigma for sigma, score in zip(sigmas, scores, strict=True) if score <= best * (1 + BLUR_TOLERANCE)
+    )
+
+
+def photometric_match(query: np.ndarray, original: np.ndarray, comparable: np.ndarray) -> np.ndarray:
+    """The original (h, w, 3) float32 brought to the query's colours by whichever of two global
+    models leaves the smaller median residual over the comparable pixels (the first on a tie, within
+    PHOTOMETRIC_TOLERANCE): per-channel tone curves (tone_mapped), or a curve on the HSV value that
+    scales each pixel's three channels alike, followed by per-channel curves (value_mapped: a
+    brightness change made in HSV, which per-channel curves cannot follow in saturated colours).
+    Both are fitted and scored on a sample of the comparable pixels; only the chosen one is applied
+    to the whole image."""
+    inside = _sample_indices(comparable)
+    target, source = query.reshape(-1, 3)[inside], original.reshape(-1, 3)[inside]
+    direct = _tone_curves(target, source)
+    value_curve = _curve(source.max(axis=1), target.max(axis=1))
+    value_source = _value_scaled(source, value_curve)
+    after_value = _tone_curves(target, value_source)
+    direct_score = _median_residual(target, _apply_tone_curves(source, direct))
+    value_score = _median_residual(target, _apply_tone_curves(value_source, after_value))
+    if value_score < direct_score * (1 - PHOTOMETRIC_TOLERANCE):
+        return _apply_tone_curves(_value_scaled(original, value_curve), after_value)
+    return _apply_tone_curves(original, direct)
+
+
+def value_mapped(query: np.ndarray, original: np.ndarray, comparable: np.ndarray) -> np.ndarray:
+    """The original (h, w, 3) float32 with each pixel's channels scaled alike, so that its HSV value
+    (the largest channel) follows a monotone curve fitted to the query's (binned medians); a black
+    pixel, which has no hue, becomes grey at the mapped value."""
+    inside = _sample_indices(comparable)
+    curve = _curve(original.reshape(-1, 3)[inside].max(axis=1), query.reshape(-1, 3)[inside].max(axis=1))
+    return _value_scaled(original, curve)
+
+
 def tone_mapped(query: np.ndarray, original: np.ndarray, comparable: np.ndarray) -> np.ndarray:
     """The original (h, w, 3) float32 through a monotone per-channel curve fitted to the query on the
     comparable pixels (binned medians): brightness, contrast, gamma and clipping, not local edits.
-    Beyond the outer bins the curve continues with slope 1, so an identical pair maps to itself."""
-    mapped = np.empty_like(original)
-    step = max(1, int(comparable.sum()) // TONE_CURVE_SAMPLES)
-    for channel in range(3):
-        source = original[:, :, channel][comparable][::step]
-        target = query[:, :, channel][comparable][::step]
-        knots, values = _binned_medians(source, target)
-        knots = np.concatenate([[knots[0] - EXTRAPOLATION], knots, [knots[-1] + EXTRAPOLATION]])
-        values = np.concatenate([[values[0] - EXTRAPOLATION], values, [values[-1] + EXTRAPOLATION]])
-        mapped[:, :, channel] = np.clip(np.interp(original[:, :, channel], knots, values), 0.0, 255.0)
+
+    Beyond the outer knots (the medians of the darkest and the brightest bins) the curve goes on
+    with the slope of its last TONE_CURVE_END_BINS segments at that end: a faded copy has its
+    shadows and highlights faded too, and an identical pair still maps to itself."""
+    inside = _sample_indices(comparable)
+    curves = _tone_curves(query.reshape(-1, 3)[inside], original.reshape(-1, 3)[inside])
+    return _apply_tone_curves(original, curves)
+
+
+Curve = tuple[np.ndarray, np.ndarray]
+"""A monotone curve as (knots, values), both (K,) float, applied by linear interpolation."""
+
+
+def _curve(source: np.ndarray, target: np.ndarray) -> Curve:
+    return _extrapolated(*_binned_medians(source, target))
+
+
+def _tone_curves(target: np.ndarray, source: np.ndarray) -> list[Curve]:
+    """One curve per channel from (N, 3) source colours to (N, 3) target colours."""
+    return [_curve(source[:, channel], target[:, channel]) for channel in range(3)]
+
+
+def _apply_tone_curves(colours: np.ndarray, curves: list[Curve]) -> np.ndarray:
+    """(..., 3) float32 colours through their channels' curves, clipped to [0, 255]."""
+    mapped = np.empty_like(colours)
+    for channel, (knots, values) in enumerate(curves):
+        mapped[..., channel] = np.clip(np.interp(colours[..., channel], knots, values), 0.0, 255.0)
     return mapped
+
+
+def _value_scaled(colours: np.ndarray, curve: Curve) -> np.ndarray:
+    """(..., 3) float32 colours scaled so that their largest channel follows `curve`."""
+    value = colours.max(axis=-1)
+    mapped_value = np.clip(np.interp(value, *curve), 0.0, 255.0)
+    gain = mapped_value / np.maximum(value, 1.0)
+    scaled = np.where(value[..., None] >= 1.0, colours * gain[..., None], mapped_value[..., None])
+    return np.clip(scaled, 0.0, 255.0).astype(np.float32)
+
+
+def _median_residual(target: np.ndarray, mapped: np.ndarray) -> float:
+    return float(np.median(np.abs(target - mapped).sum(axis=1)))
+
+
+def _extrapolated(knots: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The curve's knots and values with one more knot EXTRAPOLATION gray levels beyond each end."""
+    span = min(TONE_CURVE_END_BINS, knots.size - 1)
+    low = (values[span] - values[0]) / max(float(knots[span] - knots[0]), 1e-3)
+    high = (values[-1] - values[-1 - span]) / max(float(knots[-1] - knots[-1 - span]), 1e-3)
+    low, high = np.clip([low, high], 0.0, TONE_CURVE_MAX_SLOPE)
+    knots = np.concatenate([[knots[0] - EXTRAPOLATION], knots, [knots[-1] + EXTRAPOLATION]])
+    values = np.concatenate([[values[0] - EXTRAPOLATION * low], values, [values[-1] + EXTRAPOLATION * high]])
+    return knots, values
 
 
 def _binned_medians(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -255,6 +368,12 @@ def masked_blur(values: np.ndarray, weights: np.ndarray, sigma: float) -> np.nda
     if values.ndim == 3:
         return cv2.GaussianBlur(values * weights[:, :, None], (0, 0), sigma) / normalizer[:, :, None]
     return cv2.GaussianBlur(values * weights, (0, 0), sigma) / normalizer
+
+
+def _sample_indices(comparable: np.ndarray) -> np.ndarray:
+    """Flat indices of every k-th comparable pixel, about ROBUST_SAMPLES of them."""
+    inside = np.flatnonzero(comparable.ravel())
+    return inside[:: max(1, inside.size // ROBUST_SAMPLES)]
 
 
 def _robust_sample(values: np.ndarray, comparable: np.ndarray) -> np.ndarray:
