@@ -97,8 +97,9 @@ def difference_maps(pair: AlignedPair, conf: DifferenceConf) -> DifferenceMaps:
     comparable = pair.comparable
     weights = comparable.astype(np.float32)
     query = pair.query.astype(np.float32)
-    blur_sigma = matching_blur(query, pair.original.astype(np.float32), comparable, conf.blur_sigmas)
-    blurred = masked_blur(pair.original.astype(np.float32), weights, blur_sigma)
+    unblurred = pair.original.astype(np.float32)
+    blur_sigma = matching_blur(query, unblurred, comparable, conf.blur_sigmas)
+    blurred = masked_blur(unblurred, weights, blur_sigma)
     original = photometric_match(query, blurred, comparable)
     raw = {
         **_residual_channels(query, original, weights, conf),
@@ -194,8 +195,9 @@ def photometric_match(query: np.ndarray, original: np.ndarray, comparable: np.nd
     """The original (h, w, 3) float32 brought to the query's colours by whichever of two global
     models leaves the smaller median residual over the comparable pixels (the first on a tie, within
     PHOTOMETRIC_TOLERANCE): per-channel tone curves (tone_mapped), or a curve on the HSV value that
-    scales each pixel's three channels alike, followed by per-channel curves (value_mapped: a
-    brightness change made in HSV, which per-channel curves cannot follow in saturated colours).
+    scales each pixel's three channels alike (a black pixel, which has no hue, becomes grey),
+    followed by per-channel curves: a brightness change made in HSV, which per-channel curves
+    cannot follow in saturated colours.
     Both are fitted and scored on a sample of the comparable pixels; only the chosen one is applied
     to the whole image."""
     inside = _sample_indices(comparable)
@@ -209,15 +211,6 @@ def photometric_match(query: np.ndarray, original: np.ndarray, comparable: np.nd
     if value_score < direct_score * (1 - PHOTOMETRIC_TOLERANCE):
         return _apply_tone_curves(_value_scaled(original, value_curve), after_value)
     return _apply_tone_curves(original, direct)
-
-
-def value_mapped(query: np.ndarray, original: np.ndarray, comparable: np.ndarray) -> np.ndarray:
-    """The original (h, w, 3) float32 with each pixel's channels scaled alike, so that its HSV value
-    (the largest channel) follows a monotone curve fitted to the query's (binned medians); a black
-    pixel, which has no hue, becomes grey at the mapped value."""
-    inside = _sample_indices(comparable)
-    curve = _curve(original.reshape(-1, 3)[inside].max(axis=1), query.reshape(-1, 3)[inside].max(axis=1))
-    return _value_scaled(original, curve)
 
 
 def tone_mapped(query: np.ndarray, original: np.ndarray, comparable: np.ndarray) -> np.ndarray:
@@ -377,10 +370,9 @@ def _sample_indices(comparable: np.ndarray) -> np.ndarray:
 
 
 def _robust_sample(values: np.ndarray, comparable: np.ndarray) -> np.ndarray:
-    """The comparable values, every k-th of them so that about ROBUST_SAMPLES remain (a median of a
-    regular subsample moves by far less than the channels' own noise)."""
-    inside = values[comparable]
-    return inside[:: max(1, inside.size // ROBUST_SAMPLES)]
+    """The comparable values of (h, w) `values`, every k-th of them so that about ROBUST_SAMPLES
+    remain (a median of a regular subsample moves by far less than the channels' own noise)."""
+    return values.ravel()[_sample_indices(comparable)]
 
 
 def _robust_scale(values: np.ndarray, comparable: np.ndarray) -> float:
