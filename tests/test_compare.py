@@ -217,6 +217,16 @@ def test_small_copy_under_impulse_noise_is_aligned_by_keypoints(conf):
     np.testing.assert_allclose(fit.transform[:2, :2], (451 / 128) * np.eye(2), atol=0.1)
 
 
+def test_small_copy_under_gaussian_noise_is_aligned_by_smoothed_keypoints(conf):
+    original = photo("chelsea.png")
+    small = cv2.resize(original, (160, 106), interpolation=cv2.INTER_AREA)
+    noise = np.random.default_rng(0).normal(0.0, 97.0, small.shape)
+    noisy = np.clip(small + noise, 0, 255).astype(np.uint8)
+    fit = estimate_transform(noisy, original, conf.align)
+    assert fit is not None and fit.matcher == "rootsift"
+    np.testing.assert_allclose(fit.transform[:2, :2], (451 / 160) * np.eye(2), atol=0.05)
+
+
 @pytest.mark.parametrize("sigma", [0.0, 1.0, 2.0, 4.0])
 def test_matching_blur_recovers_the_blur_of_a_copy(conf, sigma):
     original = photo("chelsea.png")

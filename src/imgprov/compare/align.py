@@ -162,8 +162,17 @@ def estimate_transform(
     )
     if denoised is not None and denoised.inliers >= conf.retry_below_inliers:
         return denoised
+    features = conf.denoise_features
+    smoothed = fit_global_transform(
+        extract_rootsift(smoothed_alike(query, conf.smooth_sigma, features.max_side), features),
+        extract_rootsift(smoothed_alike(original, conf.smooth_sigma, features.max_side), features),
+        conf,
+    )
+    if smoothed is not None and smoothed.inliers >= conf.retry_below_inliers:
+        return smoothed
     deep_fit = fit_deep_transform(query, original, conf) if conf.deep_fallback else None
-    return deep_fit or denoised
+    weak = [candidate for candidate in (denoised, smoothed) if candidate is not None]
+    return deep_fit or (max(weak, key=lambda candidate: candidate.inliers) if weak else None)
 
 
 def fit_deep_transform(query: np.ndarray, original: np.ndarray, conf: AlignConf) -> GlobalFit | None:
@@ -219,6 +228,16 @@ def _fit_cells(
         mirrored=mirrored,
         matcher="effnet",
     )
+
+
+def smoothed_alike(image: np.ndarray, sigma: float, max_side: int) -> np.ndarray:
+    """(H, W, 3) uint8 blurred by a Gaussian of `sigma` pixels of its frame resized to at most
+    `max_side`, then contrast-stretched. Two images smoothed so are blurred alike at the scale SIFT
+    sees them, whatever their sizes: Gaussian noise, which a median filter leaves, drowns SIFT's
+    keypoints, and the blur removes it from both."""
+    side = max(image.shape[:2])
+    pixels = sigma * side / min(side, max_side)
+    return stretch_contrast(cv2.GaussianBlur(image, (0, 0), pixels))
 
 
 def stretch_contrast(image: np.ndarray) -> np.ndarray:

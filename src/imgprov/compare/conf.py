@@ -32,6 +32,8 @@ class AlignConf:
     after a contrast stretch (blurred, noisy or faded copies).
     denoise_features, denoise_median: when neither finds a transform, the query is median-filtered
     (impulse and shot noise) and both are described again, smaller, with denoise_features.
+    smooth_sigma: when that finds too few inliers too, both images are blurred alike by a Gaussian of
+    smooth_sigma pixels of the denoise_features' frame (Gaussian noise) and described again so.
     working_side: longest side, in pixels, of the query frame in which the pair is compared.
     border_margin: working pixels dropped along the edge of the comparable area (JPEG ringing and
     resampling blur along a padding or rotation edge are not edits).
@@ -54,6 +56,7 @@ class AlignConf:
     retry_features: LocalFeatureConf = ROOTSIFT_COARSE
     denoise_features: LocalFeatureConf = ROOTSIFT_SMALL
     denoise_median: int = 3
+    smooth_sigma: float = 2.0
     ratio: float = 0.85
     reprojection_fraction: float = 0.006
     min_inliers: int = 12
