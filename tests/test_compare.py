@@ -15,7 +15,13 @@ from imgprov.compare.calibration import Calibration, CalibrationMissing, package
 from imgprov.compare.cli import register
 from imgprov.compare.comparison import Comparison, compare_images, run_alignment
 from imgprov.compare.conf import COMPARES, compare_preset
-from imgprov.compare.difference import feature_count, matching_blur, photometric_match, tone_mapped
+from imgprov.compare.difference import (
+    feature_count,
+    masked_blur,
+    matching_blur,
+    photometric_match,
+    tone_mapped,
+)
 from imgprov.compare.overlay import draw_overlay
 from imgprov.errors import PresetError
 from imgprov.extract.rootsift import extract_rootsift
@@ -225,6 +231,27 @@ def test_small_copy_under_gaussian_noise_is_aligned_by_smoothed_keypoints(conf):
     fit = estimate_transform(noisy, original, conf.align)
     assert fit is not None and fit.matcher == "rootsift"
     np.testing.assert_allclose(fit.transform[:2, :2], (451 / 160) * np.eye(2), atol=0.05)
+
+
+def _full_size_masked_blur(values: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
+    window = np.maximum(cv2.GaussianBlur(weights, (0, 0), sigma), 1e-3)
+    return cv2.GaussianBlur(values * weights[:, :, None], (0, 0), sigma) / window[:, :, None]
+
+
+@pytest.mark.parametrize("sigma", [4.0, 6.0, 8.0, 12.0, 16.0])
+def test_wide_masked_blur_matches_the_full_size_blur_and_ignores_what_is_masked(sigma):
+    values = photo("chelsea.png").astype(np.float32)
+    height, width = values.shape[:2]
+    weights = np.zeros((height, width), np.float32)
+    corners = np.array([[40, 10], [width - 20, 60], [width - 70, height - 5], [5, height - 50]], np.int32)
+    cv2.fillConvexPoly(weights, corners, 1.0)
+    inside = weights > 0
+    garbage = np.where(inside[:, :, None], values, 1e6).astype(np.float32)
+    blurred = masked_blur(garbage, weights, sigma)
+    error = np.abs(blurred - _full_size_masked_blur(values, weights, sigma))[inside]
+    assert float(blurred[inside].max()) <= 255.0 + 1e-3, "masked pixels leaked in"
+    assert float(error.mean()) < 0.005 * float(values[inside].std())
+    assert float(np.percentile(error, 99)) < 0.025 * float(values[inside].std())
 
 
 @pytest.mark.parametrize("sigma", [0.0, 1.0, 2.0, 4.0])
