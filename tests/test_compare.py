@@ -326,6 +326,15 @@ def test_outputs_are_in_the_query_frame_of_a_smaller_query(conf, astronaut):
     assert overlay.shape[0] > 260 and overlay.shape[1] > 400
 
 
+def test_overlay_caption_wraps_within_a_narrow_picture(conf):
+    query = photo("coffee.png")[:150, :150]
+    comparison = compare_images(query, photo("coffee.png"), conf)
+    overlay = draw_overlay(query, photo("coffee.png"), comparison)
+    band = overlay[: overlay.shape[0] - query.shape[0]]
+    assert band.shape[0] > 40, "the caption should take several lines"
+    assert (band[:, -4:] == 255).all(), "no caption text may run off the right edge"
+
+
 def test_mirror_features_match_features_of_the_mirrored_image(astronaut):
     features_conf = local_features("rootsift-1k-768")
     mirrored = mirror_features(extract_rootsift(astronaut, features_conf))

@@ -15,6 +15,10 @@ from imgprov.render import write_png
 OUTLINE_COLOUR = (255, 255, 255)
 BOX_COLOUR = (255, 230, 0)
 NOT_COMPARABLE_DIMMING = 0.35
+CAPTION_MIN_SCALE = 0.5
+CAPTION_WIDTH_PER_SCALE = 1600
+"""Overlay pixels of width per unit of caption font scale (a wide overlay gets a larger caption)."""
+CAPTION_MARGIN = 6
 
 
 def draw_overlay(query: np.ndarray, original: np.ndarray, comparison: Comparison) -> np.ndarray:
@@ -87,9 +91,32 @@ def _caption(comparison: Comparison) -> str:
 
 
 def _with_caption(picture: np.ndarray, text: str) -> np.ndarray:
-    band = np.full((24, picture.shape[1], 3), 255, np.uint8)
-    cv2.putText(band, text, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    """The picture under a white band holding `text`, in a size that grows with the picture and
+    wrapped at its spaces into as many lines as its width needs."""
+    width = picture.shape[1]
+    scale = max(CAPTION_MIN_SCALE, width / CAPTION_WIDTH_PER_SCALE)
+    thickness = max(1, round(scale))
+    lines = _wrapped(text, width - 2 * CAPTION_MARGIN, scale, thickness)
+    (_, text_height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    line_height = text_height + baseline + CAPTION_MARGIN
+    band = np.full((line_height * len(lines) + CAPTION_MARGIN, width, 3), 255, np.uint8)
+    for index, line in enumerate(lines):
+        origin = (CAPTION_MARGIN, CAPTION_MARGIN + text_height + index * line_height)
+        cv2.putText(band, line, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness, cv2.LINE_AA)
     return np.concatenate([band, picture], axis=0)
+
+
+def _wrapped(text: str, width: int, scale: float, thickness: int) -> list[str]:
+    """text cut at spaces into lines at most `width` pixels wide (a single word wider stays whole)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        candidate = f"{lines[-1]} {word}" if lines else word
+        fits = cv2.getTextSize(candidate, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0] <= width
+        if lines and fits:
+            lines[-1] = candidate
+        else:
+            lines.append(word)
+    return lines
 
 
 def write_overlay(path: Path, query: np.ndarray, original: np.ndarray, comparison: Comparison) -> None:
