@@ -152,9 +152,9 @@ def estimate_transform(
         extract_rootsift(stretch_contrast(original), conf.retry_features),
         conf,
     )
-    candidates = [candidate for candidate in (fit, coarse) if candidate is not None]
-    if candidates:
-        return max(candidates, key=lambda candidate: candidate.inliers)
+    best = _most_inliers(fit, coarse)
+    if best is not None:
+        return best
     denoised = fit_global_transform(
         extract_rootsift(stretch_contrast(cv2.medianBlur(query, conf.denoise_median)), conf.denoise_features),
         extract_rootsift(stretch_contrast(original), conf.denoise_features),
@@ -171,8 +171,13 @@ def estimate_transform(
     if smoothed is not None and smoothed.inliers >= conf.retry_below_inliers:
         return smoothed
     deep_fit = fit_deep_transform(query, original, conf) if conf.deep_fallback else None
-    weak = [candidate for candidate in (denoised, smoothed) if candidate is not None]
-    return deep_fit or (max(weak, key=lambda candidate: candidate.inliers) if weak else None)
+    return deep_fit or _most_inliers(denoised, smoothed)
+
+
+def _most_inliers(*fits: GlobalFit | None) -> GlobalFit | None:
+    """The fit with the most inliers (the first among equals); None when every one is None."""
+    found = [fit for fit in fits if fit is not None]
+    return max(found, key=lambda fit: fit.inliers) if found else None
 
 
 def fit_deep_transform(query: np.ndarray, original: np.ndarray, conf: AlignConf) -> GlobalFit | None:
