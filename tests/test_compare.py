@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from imgprov.compare.align import estimate_transform, mirror_features
 from imgprov.compare.calibration import Calibration, CalibrationMissing, packaged_calibration
 from imgprov.compare.cli import register
-from imgprov.compare.comparison import Comparison, compare_images, run_alignment
+from imgprov.compare.comparison import Comparison, compare_images, run_alignment, working_heatmap
 from imgprov.compare.conf import COMPARES, compare_preset
 from imgprov.compare.difference import (
     feature_count,
@@ -23,6 +23,8 @@ from imgprov.compare.difference import (
     tone_mapped,
 )
 from imgprov.compare.overlay import draw_overlay
+from imgprov.compare.regions import threshold_mask
+from imgprov.compare.verdict import VERDICT_FEATURES, verdict_features
 from imgprov.errors import PresetError
 from imgprov.extract.rootsift import extract_rootsift
 from imgprov.metrics import mask_iou
@@ -285,6 +287,29 @@ def test_blurred_thumbnail_is_aligned_by_deep_features(conf, astronaut):
     assert fit is not None and fit.matcher == "effnet"
     np.testing.assert_allclose(fit.transform[:2, :2], 2.56 * np.eye(2), atol=0.08)
     np.testing.assert_allclose(fit.transform[:2, 2], 0.0, atol=3.0)
+
+
+def verdict_features_of(query: np.ndarray, original: np.ndarray, conf) -> dict[str, float]:
+    """The verdict features compare computes for a pair, by name."""
+    alignment = run_alignment(query, original, conf)
+    calibration = packaged_calibration()
+    heatmap, maps = working_heatmap(alignment.pair, conf, calibration)
+    comparable = alignment.pair.comparable
+    mask = threshold_mask(heatmap, comparable, calibration.threshold, conf.min_region_fraction)
+    values = verdict_features(alignment.fit, alignment.pair, maps, heatmap, mask)
+    return dict(zip(VERDICT_FEATURES, values, strict=True))
+
+
+def test_a_pasted_object_stands_out_from_its_ring_and_in_deep_features(conf, astronaut):
+    query, _ = pasted(astronaut, photo("coffee.png"))
+    features = verdict_features_of(jpeg(query, 85), astronaut, conf)
+    assert features["region_edge_contrast"] > 0.3
+    assert features["region_deep_contrast"] > 0.3
+
+
+def test_an_unchanged_copy_has_no_region_contrast(conf, astronaut):
+    features = verdict_features_of(jpeg(astronaut, 85), astronaut, conf)
+    assert features["region_edge_contrast"] == 0.0 and features["region_deep_contrast"] == 0.0
 
 
 def test_features_from_search_are_reused(conf, astronaut):

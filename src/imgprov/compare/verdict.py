@@ -11,6 +11,10 @@ chosen so that the worst per-set accuracy out of fold is the highest: benchmarks
   The largest changed region's share of the comparable area, its mean heat and how much of its
   bounding box it fills; the share of the heat mass (heat above HEAT_FLOOR) that lies in and
   around it; the heat level of the rest of the picture (95th percentile); the number of regions;
+  how much hotter the region is than a ring of REGION_SURROUND pixels around it (an edit has a
+  sharp edge, a degradation's false alarms fade out) and how much farther apart the deep features
+  are inside it than over the whole picture (an edit changes content there, a degradation changes
+  the features everywhere);
 * degradation: the robust residual level, the median structure difference and the median deep
   feature distance of the pair. On their own they say nothing (an edited copy may be re-encoded
   or not); with the heat they say how much heat a degraded copy produces without any edit.
@@ -46,6 +50,8 @@ VERDICT_FEATURES = (
     "region_fill",
     "heat_concentration",
     "background_heat",
+    "region_edge_contrast",
+    "region_deep_contrast",
     "log_noise",
     "structure_median",
     "deep_median",
@@ -68,7 +74,9 @@ def verdict_features(
     comparable_area = max(int(comparable.sum()), 1)
     values = np.sort(heatmap[comparable]) if comparable.any() else np.zeros(1, np.float32)
     stats = dict(zip(IMAGE_STAT_NAMES, maps.image_stats, strict=True))
-    deep = maps.raw[:, :, RAW_CHANNELS.index("deep_16")][comparable]
+    deep_map = maps.raw[:, :, RAW_CHANNELS.index("deep_16")]
+    deep = deep_map[comparable]
+    deep_median = float(np.median(deep)) if deep.size else 0.0
     return np.array(
         [
             np.log(fit.inliers),
@@ -83,10 +91,10 @@ def verdict_features(
             _top_mean(values, 1000),
             float(values.mean()),
             int(mask.sum()) / comparable_area,
-            *_shape_features(heatmap, mask, comparable),
+            *_shape_features(heatmap, mask, comparable, deep_map, deep_median),
             float(stats["log_noise"]),
             float(stats["structure_median"]),
-            float(np.median(deep)) if deep.size else 0.0,
+            deep_median,
         ],
         np.float64,
     )
@@ -97,14 +105,19 @@ def _top_mean(sorted_values: np.ndarray, fraction: int) -> float:
     return float(sorted_values[-max(1, sorted_values.size // fraction) :].mean())
 
 
-def _shape_features(heatmap: np.ndarray, mask: np.ndarray, comparable: np.ndarray) -> list[float]:
-    """region_count, largest_region, region_heat, region_fill, heat_concentration, background_heat."""
+def _shape_features(
+    heatmap: np.ndarray, mask: np.ndarray, comparable: np.ndarray, deep: np.ndarray, deep_median: float
+) -> list[float]:
+    """region_count, largest_region, region_heat, region_fill, heat_concentration, background_heat,
+    region_edge_contrast, region_deep_contrast. deep: (h, w) float32, the deep_16 distance map;
+    deep_median: its median over the comparable pixels."""
     comparable_area = max(int(comparable.sum()), 1)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     evidence = np.where(comparable & (heatmap > HEAT_FLOOR), heatmap, 0.0)
     if count <= 1:
         background = heatmap[comparable]
-        return [0.0, 0.0, 0.0, 0.0, 0.0, float(np.percentile(background, 95)) if background.size else 0.0]
+        background_heat = float(np.percentile(background, 95)) if background.size else 0.0
+        return [0.0, 0.0, 0.0, 0.0, 0.0, background_heat, 0.0, 0.0]
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     region = labels == largest
     area = int(stats[largest, cv2.CC_STAT_AREA])
@@ -112,11 +125,15 @@ def _shape_features(heatmap: np.ndarray, mask: np.ndarray, comparable: np.ndarra
     size = 2 * REGION_SURROUND + 1
     surround = cv2.dilate(region.astype(np.uint8), np.ones((size, size), np.uint8)) > 0
     outside = heatmap[comparable & ~surround]
+    ring = heatmap[comparable & surround & ~region]
+    region_heat = float(heatmap[region].mean())
     return [
         float(np.log1p(count - 1)),
         area / comparable_area,
-        float(heatmap[region].mean()),
+        region_heat,
         area / max(box_area, 1),
         float(evidence[surround].sum()) / max(float(evidence.sum()), 1e-6),
         float(np.percentile(outside, 95)) if outside.size else 0.0,
+        region_heat - float(ring.mean()) if ring.size else 0.0,
+        float(np.median(deep[region])) - deep_median,
     ]
