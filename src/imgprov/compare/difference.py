@@ -368,23 +368,30 @@ def masked_blur(values: np.ndarray, weights: np.ndarray, sigma: float) -> np.nda
     """Gaussian blur of (h, w) or (h, w, k) float32 values over the pixels where weights (h, w) > 0
     (normalized convolution).
 
-    From PYRAMID_MIN_SIGMA on, the blur runs on both reduced by a power of two that leaves a
-    Gaussian of PYRAMID_CORE_SIGMA to 2 x PYRAMID_CORE_SIGMA reduced pixels, and the result is
-    enlarged again; the reduction and the enlargement are counted in the Gaussian's width. A wide
-    window has no fine detail to keep: the result differs from the full-size blur by a small
-    fraction of the local contrast, and costs a few times less.
+    From PYRAMID_MIN_SIGMA on, the weighted values and the weights are reduced by the power of two
+    that leaves a Gaussian of PYRAMID_CORE_SIGMA to 2 x PYRAMID_CORE_SIGMA reduced pixels, blurred
+    there and enlarged again (`_reduced_blur`). A wide window has no fine detail to keep: the result
+    differs from the full-size blur by a small fraction of the local contrast, and costs a few
+    times less.
     """
     if sigma <= 0:
         return values
+    weighted = _weighted(values, weights)
     factor = 2 ** max(0, math.floor(math.log2(sigma / PYRAMID_CORE_SIGMA)))
     if sigma < PYRAMID_MIN_SIGMA or factor == 1:
-        return _normalized_blur(_weighted(values, weights), weights, sigma)
+        return _normalized_blur(weighted, weights, sigma)
+    return _reduced_blur(weighted, weights, sigma, factor)
+
+
+def _reduced_blur(weighted: np.ndarray, weights: np.ndarray, sigma: float, factor: int) -> np.ndarray:
+    """masked_blur's wide case at 1 / factor of the size. The numerator and the window are enlarged
+    apart, so every output is still a normalized positive kernel over the input pixels (moments
+    blurred alike stay consistent: a local variance cannot turn negative)."""
     height, width = weights.shape
     # Zero-weight padding to whole multiples of the factor keeps the reduction exact (and OpenCV's
     # fractional INTER_AREA takes at most 4 channels).
     padding = ((0, -height % factor), (0, -width % factor))
     padded_weights = np.pad(weights, padding)
-    weighted = _weighted(values, weights)
     padded = np.pad(weighted, padding + ((0, 0),) * (weighted.ndim - 2))
     size = (padded_weights.shape[1] // factor, padded_weights.shape[0] // factor)
     small_weighted = cv2.resize(padded, size, interpolation=cv2.INTER_AREA)
