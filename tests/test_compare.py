@@ -20,7 +20,6 @@ from imgprov.compare.difference import (
     masked_blur,
     matching_blur,
     photometric_match,
-    tone_mapped,
 )
 from imgprov.compare.overlay import draw_overlay
 from imgprov.compare.regions import threshold_mask
@@ -180,7 +179,7 @@ def faded(rgb: np.ndarray, contrast: float) -> np.ndarray:
 def test_tone_curve_follows_a_faded_copy_into_its_shadows_and_highlights():
     original = photo("motorcycle_left.png")
     query = faded(original, 0.3)
-    mapped = tone_mapped(
+    mapped = photometric_match(
         query.astype(np.float32), original.astype(np.float32), np.ones(query.shape[:2], bool)
     )
     assert np.abs(mapped - query).max() < 3.0

@@ -197,12 +197,17 @@ def matching_blur(
 def photometric_match(query: np.ndarray, original: np.ndarray, comparable: np.ndarray) -> np.ndarray:
     """The original (h, w, 3) float32 brought to the query's colours by whichever of two global
     models leaves the smaller median residual over the comparable pixels (the first on a tie, within
-    PHOTOMETRIC_TOLERANCE): per-channel tone curves (tone_mapped), or a curve on the HSV value that
-    scales each pixel's three channels alike (a black pixel, which has no hue, becomes grey),
-    followed by per-channel curves: a brightness change made in HSV, which per-channel curves
-    cannot follow in saturated colours.
+    PHOTOMETRIC_TOLERANCE): per-channel tone curves, or a curve on the HSV value that scales each
+    pixel's three channels alike (a black pixel, which has no hue, becomes grey), followed by
+    per-channel curves: a brightness change made in HSV, which per-channel curves cannot follow in
+    saturated colours.
     Both are fitted and scored on a sample of the comparable pixels; only the chosen one is applied
-    to the whole image."""
+    to the whole image.
+
+    A tone curve is monotone (binned medians): brightness, contrast, gamma and clipping, not local
+    edits. Beyond its outer knots (the medians of the darkest and the brightest bins) it goes on
+    with the slope of its last TONE_CURVE_END_BINS segments at that end: a faded copy has its
+    shadows and highlights faded too, and an identical pair still maps to itself."""
     inside = _sample_indices(comparable)
     target, source = query.reshape(-1, 3)[inside], original.reshape(-1, 3)[inside]
     direct = _tone_curves(target, source)
@@ -214,18 +219,6 @@ def photometric_match(query: np.ndarray, original: np.ndarray, comparable: np.nd
     if value_score < direct_score * (1 - PHOTOMETRIC_TOLERANCE):
         return _apply_tone_curves(_value_scaled(original, value_curve), after_value)
     return _apply_tone_curves(original, direct)
-
-
-def tone_mapped(query: np.ndarray, original: np.ndarray, comparable: np.ndarray) -> np.ndarray:
-    """The original (h, w, 3) float32 through a monotone per-channel curve fitted to the query on the
-    comparable pixels (binned medians): brightness, contrast, gamma and clipping, not local edits.
-
-    Beyond the outer knots (the medians of the darkest and the brightest bins) the curve goes on
-    with the slope of its last TONE_CURVE_END_BINS segments at that end: a faded copy has its
-    shadows and highlights faded too, and an identical pair still maps to itself."""
-    inside = _sample_indices(comparable)
-    curves = _tone_curves(query.reshape(-1, 3)[inside], original.reshape(-1, 3)[inside])
-    return _apply_tone_curves(original, curves)
 
 
 Curve = tuple[np.ndarray, np.ndarray]
