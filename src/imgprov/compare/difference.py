@@ -104,11 +104,12 @@ def difference_maps(pair: AlignedPair, conf: DifferenceConf) -> DifferenceMaps:
     blur_sigma = matching_blur(query, unblurred, comparable, conf.blur_sigmas)
     blurred = masked_blur(unblurred, weights, blur_sigma)
     original = photometric_match(query, blurred, comparable)
+    query_gray, original_gray = query.mean(axis=2), original.mean(axis=2)
     raw = {
         **_residual_channels(query, original, weights, conf),
         "chroma": _chroma_difference(query, original, weights, conf),
-        **_structure_channels(query.mean(axis=2), original.mean(axis=2), weights, conf),
-        **_detail_channels(query.mean(axis=2), original.mean(axis=2), weights, conf),
+        **_structure_channels(query_gray, original_gray, weights, conf),
+        **_detail_channels(query_gray, original_gray, weights, conf),
         **deep_channels(pair, blurred),
     }
     channels = np.stack(
