@@ -7,7 +7,7 @@ Steps, each cached under data/bench/capacity/ so an interrupted run resumes:
 1. A real collection of each of `--sizes` images (corpus originals of the benchmark split, then
    distractor tiles cut from other corpus photos, as benchmarks/run.py builds them) in its own
    index directory, the smallest from scratch and each larger one grown from a copy of the one
-   before, indexed with the Ray pipeline (`imgprov.distributed`) on a local cluster of `--workers`
+   before, indexed with the Ray pipeline (`imgprov.indexing.ray`) on a local cluster of `--workers`
    processes, default presets plus the default object preset: the growth gives the throughput.
 2. At each size: bytes per image of the catalogue (by table) and of each vector file, and the cost
    per query of the local stage (OS2OS), the global stage and both, on benign copies of originals
@@ -46,17 +46,17 @@ from benchmarks.bench_global_scale import build_index, synthetic_vectors
 from benchmarks.report import markdown_table, write_section
 from benchmarks.run import DATA, SIZES, git_commit, machine_description, split_corpus
 from imgprov import presets
-from imgprov.collection import Collection, CollectionPresets
-from imgprov.distributed import RayConf, index_sources, ray_cluster
 from imgprov.extract.rootsift import extract_rootsift
 from imgprov.extract.sscd import SSCDExtractor, global_preset
 from imgprov.images import load_image, read_image_bytes
-from imgprov.migrate import image_copies, source_presets
+from imgprov.indexing.ray import RayConf, index_sources, ray_cluster
 from imgprov.objects.conf import DEFAULT_OBJECTS, object_preset
 from imgprov.objects.embed import crop_model_conf
 from imgprov.objects.stage import ObjectStage
-from imgprov.search import search
-from imgprov.vectors import ITEM_BITS
+from imgprov.search.pipeline import search
+from imgprov.storage.embedded.collection import Collection, CollectionPresets
+from imgprov.storage.ids import ITEM_BITS
+from imgprov.storage.migrate import image_copies, source_presets
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = DATA / "bench" / "capacity"
@@ -509,7 +509,7 @@ def report_lines(figures: dict) -> list[str]:
         "- steps (cached under data/bench/capacity/, reused when present): "
         + "; ".join(f"{name}: {when}" for name, when in context["steps"].items()),
         "- collection: corpus originals then distractor tiles (benchmarks/run.py's large split, seed 0),",
-        "  default presets plus the default object preset, indexed with `imgprov.distributed` (Ray)",
+        "  default presets plus the default object preset, indexed with `imgprov.indexing.ray` (Ray)",
         "",
         "### Bytes per image",
         "",

@@ -48,12 +48,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from benchmarks import metrics
 from benchmarks.calibrate_compare import DATA, PhotoPart, corpus_photos, pair_sets, split_photos
 from benchmarks.edit_survival import EditSurvival, pair_survival
 from benchmarks.queries import PAIR_KINDS, Pair, load_mask, load_rgb
 from benchmarks.report import markdown_table, write_section
 from benchmarks.run import git_commit, machine_description
-from imgprov import metrics
 from imgprov.compare import deep
 from imgprov.compare.align import AlignedPair
 from imgprov.compare.calibration import PAPER_THRESHOLD, Calibration, packaged_calibration

@@ -32,7 +32,7 @@ from benchmarks.run import DATA, SIZES, git_commit, machine_description, query_s
 from imgprov import presets
 from imgprov.extract.sscd import SSCDExtractor, global_preset
 from imgprov.images import load_image
-from imgprov.vectors import (
+from imgprov.storage.embedded.vectors import (
     ITEM_BITS,
     IndexLayout,
     ivf_lists_for,

@@ -20,10 +20,10 @@ import numpy as np
 
 from benchmarks.queries import load_query_set
 from imgprov import presets
-from imgprov.collection import Collection
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
-from imgprov.search import search
+from imgprov.search.pipeline import search
+from imgprov.storage.embedded.collection import Collection
 
 FOLDER = Path(__file__).resolve().parent.parent / "data" / "bench" / "small-seed0"
 COLLECTIONS = ("db-verify-only", "db-verify-only-pq32")

@@ -42,7 +42,7 @@ import faiss
 import numpy as np
 
 from benchmarks import corpus as corpus_module
-from benchmarks import donor_evidence
+from benchmarks import donor_evidence, metrics
 from benchmarks.calibrate_search import fit_logistic
 from benchmarks.methods import ImgprovMethod
 from benchmarks.queries import ROLE_DONOR, ROLE_HOST, Query
@@ -56,8 +56,7 @@ from benchmarks.run import (
     query_sets,
     split_corpus,
 )
-from imgprov import metrics, presets
-from imgprov.collection import Collection, CollectionPresets
+from imgprov import presets
 from imgprov.errors import ModelMissing
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
@@ -87,8 +86,9 @@ from imgprov.objects.stage import (
     pick_host,
     searchable,
 )
-from imgprov.search import find_candidates, search
-from imgprov.vectors import vector_ids
+from imgprov.search.pipeline import find_candidates, search
+from imgprov.storage.embedded.collection import Collection, CollectionPresets
+from imgprov.storage.ids import vector_ids
 
 CACHE_VERSION = "objects-bench-1"
 ABLATION_KS = (1, 2, 4, 8, 16)
@@ -97,8 +97,8 @@ TIMING_SAMPLE = 20
 ENGINE_TOP_K = 10
 FEATURE_NAMES = ("local", "support", "cosine", "os2os", "objects")
 SEARCH_MODULES = (
-    "imgprov.search",
-    "imgprov.os2os",
+    "imgprov.search.pipeline",
+    "imgprov.search.os2os",
     "imgprov.verify",
     "imgprov.presets",
     "imgprov.extract.rootsift",
@@ -195,7 +195,7 @@ def _search_code() -> str:
     digest = hashlib.sha256()
     for module in SEARCH_MODULES:
         digest.update(Path(importlib.import_module(module).__file__).read_bytes())
-    digest.update(resources.files("imgprov.calibration").joinpath("search.json").read_bytes())
+    digest.update(resources.files("imgprov.search.calibration").joinpath("search.json").read_bytes())
     return digest.hexdigest()
 
 
@@ -897,7 +897,7 @@ def markdown(context: dict, results: dict, command: str) -> str:
         "",
         "host R@1: fraction of queries whose host is the first answer; donor R@10: fraction of a query's",
         "donors among its first 10 answers, averaged over queries; total R@10: the same for host and",
-        "donors together (imgprov.metrics). Images of the same scene that are not the answer are ignored.",
+        "donors together (benchmarks.metrics). Images of the same scene that are not the answer are ignored.",
         "In percent.",
         "",
         *_done_when(results["engine"]),

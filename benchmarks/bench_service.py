@@ -33,9 +33,9 @@ import httpx
 import numpy as np
 
 from benchmarks.report import write_section
-from imgprov.collection import Collection
 from imgprov.demo import collect_originals, make_queries
-from imgprov.index import discover_images, index_paths
+from imgprov.indexing.pipeline import discover_images, index_paths
+from imgprov.storage.embedded.collection import Collection
 
 HOST = "127.0.0.1"
 REQUEST_TIMEOUT = 300.0

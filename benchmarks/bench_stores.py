@@ -35,10 +35,10 @@ from benchmarks.report import markdown_table, write_section
 from benchmarks.run import git_commit, machine_description
 from imgprov import presets
 from imgprov.images import load_image
-from imgprov.index import index_paths
-from imgprov.migrate import migrate, source_presets, vector_counts
-from imgprov.search import search
+from imgprov.indexing.pipeline import index_paths
+from imgprov.search.pipeline import search
 from imgprov.storage import open_store, parse_location, store_writer
+from imgprov.storage.migrate import migrate, source_presets, vector_counts
 
 KINDS = ("benign", "manip-benign", "composite", "distinct")
 

@@ -1,4 +1,4 @@
-"""Fit the calibrated match models of `imgprov search` (src/imgprov/calibration/search.json).
+"""Fit the calibrated match models of `imgprov search` (src/imgprov/search/calibration/search.json).
 
     python -m benchmarks.calibrate_search            # training split: seed 1001, size "small"
 
@@ -6,7 +6,7 @@ The training queries come from their own seed, so their photo split, transforms 
 from the benchmark's test queries (seed 0). Every candidate each stage finds for a query is one
 sample: label 1 when it is an image the query is made of, 0 otherwise (images of the same scene
 that are not the answer are left out). A logistic regression per stage maps the candidate's
-features (`imgprov.calibration.MATCH_FEATURES`) to P(match), with the classes at their natural
+features (`imgprov.search.calibration.MATCH_FEATURES`) to P(match), with the classes at their natural
 frequencies among a query's candidates, so the probability means what it says for a shortlist; the
 reported-match threshold is the probability that maximizes F1 over the training candidates.
 The candidates' features are cached beside the training index; `--refit` fits them again without
@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import corpus as corpus_module
+from benchmarks import metrics
 from benchmarks.methods import ImgprovMethod
 from benchmarks.run import DATA, SIZES, git_commit, index_method, prepare
-from imgprov import metrics, presets
-from imgprov.calibration import MATCH_FEATURES
+from imgprov import presets
 from imgprov.images import load_image
-from imgprov.search import find_candidates
+from imgprov.search.calibration import MATCH_FEATURES
+from imgprov.search.pipeline import find_candidates
 
 CALIBRATION_FILE = Path(__file__).resolve().parent.parent / "src" / "imgprov" / "calibration" / "search.json"
 STAGE_FEATURES = {

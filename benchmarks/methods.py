@@ -19,13 +19,13 @@ import pdqhash
 from PIL import Image
 
 from imgprov import presets
-from imgprov.collection import NO_LOCAL_INDEX, Collection, CollectionPresets
 from imgprov.extract.rootsift import descriptors_as_float, extract_rootsift
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
-from imgprov.index import index_paths
-from imgprov.search import search
-from imgprov.vectors import split_ids
+from imgprov.indexing.pipeline import index_paths
+from imgprov.search.pipeline import search
+from imgprov.storage.embedded.collection import NO_LOCAL_INDEX, Collection, CollectionPresets
+from imgprov.storage.ids import split_ids
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import corpus as corpus_module
+from benchmarks import metrics
 from benchmarks.methods import (
     Answer,
     CompressedLocalMethod,
@@ -48,8 +49,8 @@ from benchmarks.queries import (
     save_query_set,
 )
 from benchmarks.report import write_report
-from imgprov import metrics, presets
-from imgprov.collection import NO_LOCAL_INDEX
+from imgprov import presets
+from imgprov.storage.embedded.collection import NO_LOCAL_INDEX
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"

@@ -36,7 +36,7 @@ import numpy as np
 
 from benchmarks.bench_service import HOST, commit, free_port, machine, prepare_collection, stop_server
 from benchmarks.report import write_section
-from imgprov.collection import Collection
+from imgprov.storage.embedded.collection import Collection
 from tests.faults import SCENARIOS, Tally, run_scenario, write_small_photos
 from tests.hostile import mutate, named_cases, random_mutations, seeds
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from imgprov.demo import SKIMAGE_PHOTOS, skimage_data_dir
-from imgprov.index import index_paths
+from imgprov.indexing.pipeline import index_paths
 from imgprov.storage import Store, open_store, store_writer
 from tests.servers import Servers, missing, running_servers
 

@@ -1,7 +1,7 @@
 """Fault injection: run `imgprov index` and `imgprov remove` in a child process, SIGKILL it at seeded
 random moments or at named points of a write, and check what survives.
 
-The child is the real command line (`imgprov.cli.main`) with three test-only additions installed
+The child is the real command line (`imgprov.cli.app.main`) with three test-only additions installed
 before it starts, by `python -m tests.faults child ...` (never by imgprov itself):
 - a journal: before each `apply` of either store the paths it adds and removes, after it "commit";
 - the kill: at the n-th time the child reaches one of `KILL_POINTS` it SIGKILLs itself (a kill
@@ -37,13 +37,13 @@ from typing import cast
 import cv2
 
 from imgprov import presets
-from imgprov.check import check_collection
-from imgprov.collection import Collection
 from imgprov.demo import SKIMAGE_PHOTOS, skimage_data_dir
 from imgprov.errors import IndexStoreError
 from imgprov.presets import VectorIndexConf
-from imgprov.search import search_local
+from imgprov.search.pipeline import search_local
 from imgprov.storage import WritableStore
+from imgprov.storage.check import check_collection
+from imgprov.storage.embedded.collection import Collection
 
 KILL_POINTS = (
     "batch-start",
@@ -555,9 +555,9 @@ def _install_child_hooks(journal: _Journal, switch: _KillSwitch) -> None:
     """Wrap the functions the kill points and the journal watch (in the child process only)."""
     import faiss
 
-    from imgprov import vectors
-    from imgprov.storage.distributed import DistributedStore
-    from imgprov.store import Catalogue
+    from imgprov.storage.distributed.store import DistributedStore
+    from imgprov.storage.embedded import vectors
+    from imgprov.storage.embedded.catalogue import Catalogue
 
     for store in (Collection, DistributedStore):
         _wrap(store, "apply", lambda original: _journaled_apply(original, journal, switch))
@@ -624,7 +624,7 @@ def child_main(argv: list[str]) -> None:
     separator = argv.index("--")
     options, cli_args = argv[:separator], argv[separator + 1 :]
     settings = dict(zip(options[::2], options[1::2], strict=True))
-    from imgprov.cli import main as cli_main
+    from imgprov.cli.app import main as cli_main
 
     journal = _Journal(Path(settings["--journal"]))
     switch = _KillSwitch(settings.get("--kill-at"), int(settings.get("--occurrence", "1")))

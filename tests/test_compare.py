@@ -10,9 +10,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from benchmarks.metrics import mask_iou
+from imgprov.cli.compare import register
 from imgprov.compare.align import estimate_transform, mirror_features
 from imgprov.compare.calibration import Calibration, CalibrationMissing, packaged_calibration
-from imgprov.compare.cli import register
 from imgprov.compare.comparison import Comparison, compare_images, run_alignment, working_heatmap
 from imgprov.compare.conf import COMPARES, compare_preset
 from imgprov.compare.difference import (
@@ -21,12 +22,11 @@ from imgprov.compare.difference import (
     matching_blur,
     photometric_match,
 )
-from imgprov.compare.overlay import draw_overlay
 from imgprov.compare.regions import threshold_mask
 from imgprov.compare.verdict import VERDICT_FEATURES, verdict_features
 from imgprov.errors import PresetError
 from imgprov.extract.rootsift import extract_rootsift
-from imgprov.metrics import mask_iou
+from imgprov.pictures.compare import draw_overlay
 from imgprov.presets import local_features
 from tests.support import jpeg, photo, write_jpeg
 

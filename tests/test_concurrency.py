@@ -29,16 +29,16 @@ from fastapi.testclient import TestClient
 
 from benchmarks.stress import LoadRequest, run_load
 from imgprov import presets
-from imgprov.check import check_store
-from imgprov.collection import CollectionPresets
 from imgprov.errors import IndexBusy
-from imgprov.index import discover_images, index_paths
-from imgprov.search import search_local
+from imgprov.indexing.pipeline import discover_images, index_paths
+from imgprov.search.pipeline import search_local
 from imgprov.service.app import create_app
 from imgprov.service.server import background_server
 from imgprov.service.settings import ServiceSettings
 from imgprov.service.state import CollectionCache
 from imgprov.storage import Store, open_store, store_writer
+from imgprov.storage.check import check_store
+from imgprov.storage.embedded.collection import CollectionPresets
 from tests.faults import Child, PhotoFolders, applied, write_small_photos
 from tests.hostile import seeds
 from tests.support import distributed

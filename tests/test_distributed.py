@@ -23,16 +23,16 @@ import pytest
 from PIL import Image
 
 from imgprov import presets
-from imgprov.check import check_collection
-from imgprov.collection import Collection
-from imgprov.provenance.testing import created_action, encode, make_signing_chain, sign_image
-from imgprov.search import search
+from imgprov.search.pipeline import search
 from imgprov.storage import open_store
+from imgprov.storage.check import check_collection
+from imgprov.storage.embedded.collection import Collection
+from tests.c2pa_chain import created_action, encode, make_signing_chain, sign_image
 from tests.support import jpeg, photo, write_jpeg
 
 ray = pytest.importorskip("ray", reason="the scale extra (ray[data]) is not installed")
 
-from imgprov.distributed import RayConf, index_sources, ray_cluster, resolve_sources  # noqa: E402
+from imgprov.indexing.ray import RayConf, index_sources, ray_cluster, resolve_sources  # noqa: E402
 
 CLUSTER = RayConf("local", workers=2)
 RAY_ARGS = ("--ray", "local", "--workers", "2", "--batch-size", "2")

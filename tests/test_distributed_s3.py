@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from imgprov.collection import Collection
 from imgprov.errors import ImageNotFound, ImageTooLarge
+from imgprov.storage.embedded.collection import Collection
 from tests.support import jpeg, photo
 from tests.test_distributed import cli, top_match
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] (the dev extra) is not installed")
 boto3 = pytest.importorskip("boto3", reason="boto3 (the s3 extra) is not installed")
 
-from imgprov.distributed.sources import fetch  # noqa: E402
+from imgprov.indexing.ray.sources import fetch  # noqa: E402
 
 BUCKET = "imgprov-photos"
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg")

@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from imgprov.collection import Collection
+from imgprov.storage.embedded.collection import Collection
 from tests.faults import (
     KILL_POINTS,
     RETRAIN_PRESET,

@@ -24,14 +24,14 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imgprov.collection import CollectionPresets
 from imgprov.errors import ImageError, ImageNotFound, NotAnImage
 from imgprov.images import load_image
-from imgprov.index import discover_images, index_paths
+from imgprov.indexing.pipeline import discover_images, index_paths
 from imgprov.service.app import create_app
 from imgprov.service.settings import ServiceSettings
 from imgprov.service.uploads import Upload, decode_upload, display_name
 from imgprov.storage import open_store, store_writer
+from imgprov.storage.embedded.collection import CollectionPresets
 from tests.faults import write_resized
 from tests.hostile import (
     FUZZ_MAX_PIXELS,

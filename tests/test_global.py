@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 
 from imgprov import presets
-from imgprov.check import check_store
 from imgprov.extract.sscd import SSCDExtractor
-from imgprov.index import index_paths, remove_paths
+from imgprov.indexing.pipeline import index_paths, remove_paths
 from imgprov.presets import VectorIndexConf
-from imgprov.search import search
+from imgprov.search.pipeline import search
 from imgprov.storage import open_store, store_writer
-from imgprov.store import VectorFileState
-from imgprov.vectors import VectorSet, layout_of, vector_ids
+from imgprov.storage.check import check_store
+from imgprov.storage.embedded.catalogue import VectorFileState
+from imgprov.storage.embedded.vectors import VectorSet, layout_of
+from imgprov.storage.ids import vector_ids
 from tests.support import jpeg, photo
 from tests.test_search import BENIGN
 

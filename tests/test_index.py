@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from imgprov import presets
-from imgprov.check import check_store
-from imgprov.collection import Collection, CollectionPresets
 from imgprov.errors import IndexBusy, IndexUnwritable, PresetError
-from imgprov.index import discover_images, index_paths, remove_paths
-from imgprov.info import store_info
+from imgprov.indexing.pipeline import discover_images, index_paths, remove_paths
 from imgprov.presets import VectorIndexConf
-from imgprov.search import search_local
+from imgprov.search.pipeline import search_local
 from imgprov.storage import Store, open_store, store_writer
-from imgprov.store import Catalogue
+from imgprov.storage.check import check_store
+from imgprov.storage.embedded.catalogue import Catalogue
+from imgprov.storage.embedded.collection import Collection, CollectionPresets
+from imgprov.storage.info import store_info
 from tests.support import jpeg, photo, write_jpeg
 
 NAMES = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "camera.png", "moon.png"]

@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 
 from imgprov import presets
-from imgprov.check import check_store
-from imgprov.collection import CollectionPresets
 from imgprov.errors import IndexStoreError, PresetError
 from imgprov.extract.local_codec import LocalCodec, local_codec
 from imgprov.extract.rootsift import descriptors_as_float, extract_rootsift
 from imgprov.images import load_image
-from imgprov.index import index_paths
-from imgprov.info import store_info
-from imgprov.search import search
+from imgprov.indexing.pipeline import index_paths
+from imgprov.search.pipeline import search
 from imgprov.storage import open_store, store_writer
-from imgprov.store import CATALOGUE
+from imgprov.storage.check import check_store
+from imgprov.storage.embedded.catalogue import CATALOGUE
+from imgprov.storage.embedded.collection import CollectionPresets
+from imgprov.storage.info import store_info
 from tests.support import index_all, jpeg, photo
 from tests.test_cli import imgprov
 

@@ -1,4 +1,4 @@
-"""Hand-computed cases for imgprov.metrics."""
+"""Hand-computed cases for benchmarks.metrics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imgprov.metrics import (
+from benchmarks.metrics import (
     ConfusionCounts,
     RetrievalCase,
     accuracy_criterion,

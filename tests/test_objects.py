@@ -14,13 +14,11 @@ import numpy as np
 import pytest
 
 from imgprov import presets
-from imgprov.check import check_store
-from imgprov.collection import CollectionPresets
 from imgprov.errors import IndexCorrupt, PresetError
 from imgprov.extract.sscd import SSCDExtractor
+from imgprov.geometry import box_iou
 from imgprov.images import load_image
-from imgprov.index import index_paths, remove_paths
-from imgprov.objects.boxes import box_iou
+from imgprov.indexing.pipeline import index_paths, remove_paths
 from imgprov.objects.conf import (
     DEFAULT_OBJECTS,
     FusionWeights,
@@ -46,9 +44,11 @@ from imgprov.objects.retrieve import (
     search_objects,
 )
 from imgprov.objects.stage import HostAlignment, ObjectStage, VerifiedRegion, pick_host, searchable
-from imgprov.search import find_candidates, search
+from imgprov.search.pipeline import find_candidates, search
 from imgprov.storage import Store, open_store, store_writer
-from imgprov.vectors import split_ids, vector_ids
+from imgprov.storage.check import check_store
+from imgprov.storage.embedded.collection import CollectionPresets
+from imgprov.storage.ids import split_ids, vector_ids
 from tests.support import jpeg, photo, write_jpeg
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from imgprov.extract.rootsift import LocalFeatures
-from imgprov.os2os import (
+from imgprov.presets import OS2OSConf
+from imgprov.search.os2os import (
     angle_coherence_score,
     centrality_score,
     match_affinity,
@@ -16,8 +17,7 @@ from imgprov.os2os import (
     os2os_score,
     vote_window,
 )
-from imgprov.presets import OS2OSConf
-from imgprov.vectors import vector_ids
+from imgprov.storage.ids import vector_ids
 
 CONF = OS2OSConf(name="test", knn=4, phi=2, window_scale=0.5, window_eps=0.5, min_cluster_votes=4)
 

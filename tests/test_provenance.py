@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from imgprov import presets
-from imgprov.index import index_paths
+from imgprov.indexing.pipeline import index_paths
 from imgprov.provenance import (
     AgreementVerdict,
     ContentCredentials,
@@ -35,7 +35,9 @@ from imgprov.provenance import (
 )
 from imgprov.provenance.jumbf import carries_credentials, extract_manifest_store, manifest_store_spans
 from imgprov.provenance.report import REPORT_ASSERTION, REPORT_SCHEMA
-from imgprov.provenance.testing import (
+from imgprov.search.pipeline import search
+from imgprov.storage import open_store, store_writer
+from tests.c2pa_chain import (
     IngredientSource,
     SigningChain,
     created_action,
@@ -51,8 +53,6 @@ from imgprov.provenance.testing import (
     tampered_manifest_text,
     tampered_pixels,
 )
-from imgprov.search import search
-from imgprov.storage import open_store, store_writer
 from tests.support import jpeg, photo
 
 INVALID = CredentialState.INVALID

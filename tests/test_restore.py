@@ -10,7 +10,7 @@ import pytest
 
 from imgprov import presets
 from imgprov.extract.restore import impulse_fraction, luminance_range, restore_photometry
-from imgprov.search import search
+from imgprov.search.pipeline import search
 from tests.support import jpeg, photo
 
 

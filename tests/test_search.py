@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from imgprov import presets
-from imgprov.search import search_local
+from imgprov.search.pipeline import search_local
 from tests.support import jpeg, photo
 
 ORIGINALS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg"]

@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 
 from imgprov import presets
-from imgprov.check import check_store
-from imgprov.collection import OBJECTS, CollectionPresets
 from imgprov.errors import IndexStoreError
-from imgprov.index import discover_images, index_paths, remove_paths
-from imgprov.migrate import MigrationError, migrate, source_presets, vector_counts
+from imgprov.indexing.pipeline import discover_images, index_paths, remove_paths
 from imgprov.presets import VectorIndexConf
-from imgprov.search import search
+from imgprov.search.pipeline import search
 from imgprov.storage import LocationError, open_store, parse_location, store_writer
-from imgprov.storage.milvus import HNSW_MAX_VECTORS, MilvusIndex, milvus_index_for, next_index
+from imgprov.storage.check import check_store
+from imgprov.storage.distributed.milvus import HNSW_MAX_VECTORS, MilvusIndex, milvus_index_for, next_index
+from imgprov.storage.embedded.collection import OBJECTS, CollectionPresets
+from imgprov.storage.migrate import MigrationError, migrate, source_presets, vector_counts
 from tests.conftest import new_db_in
 from tests.support import jpeg, photo, write_jpeg
 
@@ -170,7 +170,7 @@ def test_interrupted_migration_resumes_without_duplicates(store_db, request, tmp
 def test_a_crashed_write_is_invisible_and_rolled_back(servers, originals, monkeypatch):
     """Vectors in Milvus, catalogue rows still pending, and the writer gone: readers see nothing of
     it, `check` says so, and the next writer removes it."""
-    from imgprov.storage.distributed import DistributedStore
+    from imgprov.storage.distributed.store import DistributedStore
 
     db = servers.db("crashed")
     index(db, [originals / "astronaut.png", originals / "chelsea.png"])
@@ -278,7 +278,7 @@ def test_sqlite_catalogue_with_milvus(servers, originals, tmp_path):
 def test_index_type_follows_the_set_size(servers):
     """FLAT while small, HNSW, then IVF_PQ with the preset's codes; a real server builds and searches
     each, and the approximate ones find most exact neighbours."""
-    from imgprov.storage.milvus import MilvusVectors, connect
+    from imgprov.storage.distributed.milvus import MilvusVectors, connect
 
     conf = VectorIndexConf(name="test", exact_max_vectors=1000, pq_bytes=16, nprobe=16)
     assert milvus_index_for(1000, conf).kind == "FLAT"
@@ -407,7 +407,7 @@ def test_whitened_objects_are_learned_alike_in_both_stores(servers, request, tmp
 
 
 def test_a_failed_rewhitening_leaves_the_collection_as_it_was(servers, photo_paths, monkeypatch):
-    from imgprov.storage.milvus import MilvusVectors
+    from imgprov.storage.distributed.milvus import MilvusVectors
 
     paths = [path for name in SPLICE_NAMES for path in photo_paths if path.name == name]
     db = servers.db("rewhitening")

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from imgprov import presets
-from imgprov.check import check_store
-from imgprov.collection import CollectionPresets
 from imgprov.errors import IndexStoreError, PresetError
-from imgprov.index import remove_paths
-from imgprov.info import store_info
-from imgprov.search import search
+from imgprov.indexing.pipeline import remove_paths
+from imgprov.search.pipeline import search
 from imgprov.storage import open_store, store_writer
+from imgprov.storage.check import check_store
+from imgprov.storage.embedded.collection import CollectionPresets
+from imgprov.storage.info import store_info
 from tests.support import index_all, jpeg, photo
 
 VERIFY_ONLY = CollectionPresets(local_index="none")

@@ -1,5 +1,5 @@
 """`python -m imgprov` is the `imgprov` command."""
 
-from imgprov.cli import main
+from imgprov.cli.app import main
 
 main()

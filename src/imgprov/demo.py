@@ -19,14 +19,14 @@ from rich.console import Console
 from rich.table import Table
 
 from imgprov import presets
-from imgprov.collection import Collection
 from imgprov.errors import ImgprovError
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
-from imgprov.index import discover_images, index_paths
-from imgprov.render import draw_vote_map, write_png
+from imgprov.indexing.pipeline import discover_images, index_paths
+from imgprov.pictures.search import draw_vote_map, write_png
 from imgprov.results import SearchResult
-from imgprov.search import search
+from imgprov.search.pipeline import search
+from imgprov.storage.embedded.collection import Collection
 
 SKIMAGE_PHOTOS = (
     "astronaut.png",

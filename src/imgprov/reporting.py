@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from imgprov.collection import Collection
 from imgprov.provenance import ContentCredentials, MatchedOriginal, build_report, mime_type_for
 from imgprov.results import SearchResult
+from imgprov.storage.embedded.collection import Collection
 
 
 def provenance_report(

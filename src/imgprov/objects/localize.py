@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from imgprov.objects.boxes import working_copy
+from imgprov.geometry import working_copy
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from imgprov.extract.sscd import check_image
-from imgprov.objects.boxes import box_areas, box_iou, clip_boxes, working_copy
+from imgprov.geometry import box_areas, box_iou, clip_boxes, working_copy
 from imgprov.objects.conf import ProposalConf
 
 SALIENCY_LEVELS = (1.0, 2.0, 3.0)

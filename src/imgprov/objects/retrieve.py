@@ -1,7 +1,7 @@
 """Object-level retrieval (OE-SIR Eq. 7, 8) and its fusion with the global and local stages.
 
 Collection objects live in one FAISS index whose ids are `(image_id << 16) | object_number`
-(`imgprov.vectors.vector_ids`). Each query object looks up its nearest collection objects; an
+(`imgprov.storage.ids.vector_ids`). Each query object looks up its nearest collection objects; an
 image's distance to the query is the smallest squared L2 distance over the object pairs found,
 D(I_q, I_d) = min_ij ||x_i^q - x_j^d||^2 (Eq. 7), and the pair reaching it, (i, j) = argmin (Eq. 8),
 says which query region the image explains. Pairs beyond every query object's `neighbours` nearest
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-from imgprov.objects.boxes import box_areas, clip_boxes
+from imgprov.geometry import box_areas, clip_boxes
 from imgprov.objects.conf import FusionWeights, RetrievalConf
-from imgprov.vectors import split_ids
+from imgprov.storage.ids import split_ids
 
 Box = tuple[float, float, float, float]
 ROLE_HOST = "host"

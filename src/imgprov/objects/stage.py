@@ -15,7 +15,7 @@ import numpy as np
 
 from imgprov.extract.effnet import EffNetFeatures
 from imgprov.extract.sscd import SSCDExtractor
-from imgprov.objects.boxes import clip_boxes
+from imgprov.geometry import clip_boxes
 from imgprov.objects.conf import ObjectConf
 from imgprov.objects.detector import Detector
 from imgprov.objects.embed import ObjectEmbedder, ObjectWhitening

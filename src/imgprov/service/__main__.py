@@ -6,8 +6,8 @@ import sys
 
 import typer
 
+from imgprov.cli.serve import serve_command
 from imgprov.errors import ImgprovError
-from imgprov.service.cli import serve_command
 
 
 def main() -> None:

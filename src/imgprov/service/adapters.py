@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgprov.collection import Collection
 from imgprov.compare import CompareConf, Comparison, compare_images
 from imgprov.errors import ImageError
 from imgprov.extract.rootsift import LocalFeatures
@@ -19,9 +18,10 @@ from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
 from imgprov.presets import SearchConf
 from imgprov.results import Match, SearchResult
-from imgprov.search import search
+from imgprov.search.pipeline import search
 from imgprov.service.errors import OriginalUnavailable, UnknownImage
-from imgprov.store import ImageRecord
+from imgprov.storage.embedded.catalogue import ImageRecord
+from imgprov.storage.embedded.collection import Collection
 
 HOST = "host"
 DONOR = "donor"

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgprov.collection import Collection
 from imgprov.compare import Comparison
 from imgprov.images import LoadedImage
+from imgprov.pictures import web as pictures
 from imgprov.results import SearchResult
-from imgprov.service import pictures
 from imgprov.service.adapters import Explanation, compare_pair, explain_original, find_originals, match_roles
 from imgprov.service.errors import OriginalUnavailable, UnknownImage
 from imgprov.service.originals import add_original, remove_original
@@ -22,6 +21,7 @@ from imgprov.service.payloads import (
 )
 from imgprov.service.state import ServiceState
 from imgprov.service.uploads import Upload, decode_upload
+from imgprov.storage.embedded.collection import Collection
 
 WRITER_WAIT_FRACTION = 0.5
 """Share of the request timeout a change may wait for another writer to finish."""

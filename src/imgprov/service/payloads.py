@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from imgprov.compare import Comparison
+from imgprov.pictures.web import mask_outline
 from imgprov.results import Match, SearchResult
 from imgprov.service.adapters import Explanation, query_coverage
-from imgprov.service.pictures import mask_outline
-from imgprov.store import ImageRecord
+from imgprov.storage.embedded.catalogue import ImageRecord
 
 
 def image_payload(record: ImageRecord) -> dict:

@@ -14,7 +14,7 @@ from imgprov.presets import SearchConf
 from imgprov.service.pool import JobPool
 from imgprov.service.settings import ServiceSettings
 from imgprov.storage import Store, open_store, parse_location, store_writer
-from imgprov.store import Catalogue
+from imgprov.storage.embedded.catalogue import Catalogue
 
 RELEASE_SECONDS = 10.0
 """How often an idle server checks whether to let go of an old snapshot of a changed index."""
@@ -30,7 +30,7 @@ class CollectionCache:
     generation; `current()` notices that (through a connection of its own: the collection's sees
     its snapshot only) and opens the new one. On the embedded store a search in flight keeps the
     snapshot it started with, catalogue and vectors alike; a distributed store has no snapshots: each
-    read sees the latest commit, never an uncommitted image (`imgprov.storage.distributed`).
+    read sees the latest commit, never an uncommitted image (`imgprov.storage.distributed.store`).
     Replaced collections are closed by garbage collection once no search uses them.
     `release_if_stale()`, on a timer, keeps an idle server from holding an old
     snapshot, which would keep SQLite from recycling its write-ahead log while another process

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from imgprov.collection import Collection, CollectionPresets
+from imgprov.storage.embedded.collection import Collection, CollectionPresets
 from imgprov.storage.location import Location, LocationError, parse_location
 from imgprov.storage.protocol import Store, WritableStore
 
@@ -31,7 +31,7 @@ def open_store(db: str | Path | Location) -> Store:
     location = db if isinstance(db, Location) else parse_location(db)
     if location.path is not None:
         return Collection.open(location.path)
-    from imgprov.storage.distributed import DistributedStore
+    from imgprov.storage.distributed.store import DistributedStore
 
     return DistributedStore.open(location)
 
@@ -52,7 +52,7 @@ def store_writer(
         ) as collection:
             yield collection
         return
-    from imgprov.storage.distributed import DistributedStore
+    from imgprov.storage.distributed.store import DistributedStore
 
     with DistributedStore.writer(
         location, presets=presets, wait_seconds=wait_seconds, create=create

@@ -1,7 +1,7 @@
 """What search, compare, info, the server and `imgprov migrate` need from a store, as Protocols.
 
-Two implementations: `imgprov.collection.Collection` (the embedded index directory: SQLite + FAISS)
-and `imgprov.storage.distributed.DistributedStore` (Milvus + PostgreSQL or SQLite).
+Two implementations: `imgprov.storage.embedded` (an index directory: SQLite + FAISS) and
+`imgprov.storage.distributed` (Milvus + PostgreSQL or SQLite).
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from typing import Protocol
 
 import numpy as np
 
-from imgprov.collection import NewImage, StoredObjects
 from imgprov.extract.rootsift import LocalFeatures
 from imgprov.objects.embed import ObjectWhitening
 from imgprov.presets import LocalStorageConf
 from imgprov.provenance import ContentCredentials
-from imgprov.store import ImageRecord
+from imgprov.storage.embedded.catalogue import ImageRecord
+from imgprov.storage.embedded.collection import NewImage, StoredObjects
 
 
 class NeighbourIndex(Protocol):
@@ -27,7 +27,7 @@ class NeighbourIndex(Protocol):
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(n, dim) float32 queries -> (n, k) float32 distances (squared L2 or inner product) and
-        (n, k) int64 vector ids (`imgprov.vectors.vector_ids`), -1 past the last neighbour found."""
+        (n, k) int64 vector ids (`imgprov.storage.ids.vector_ids`), -1 past the last neighbour found."""
 
 
 class ImageCatalogue(Protocol):

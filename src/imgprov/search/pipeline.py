@@ -17,18 +17,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from imgprov.calibration import MatchModel, match_model
-from imgprov.collection import Collection
 from imgprov.errors import IndexStoreError, PresetError
 from imgprov.extract.restore import restore_photometry
 from imgprov.extract.rootsift import LocalFeatures, descriptors_as_float, extract_rootsift
 from imgprov.extract.sscd import SSCDExtractor
-from imgprov.objects.engine import object_matches
-from imgprov.os2os import CandidateVotes, os2os_candidates
 from imgprov.presets import SearchConf
 from imgprov.provenance import ContentCredentials, compare_credentials
 from imgprov.results import Match, MatchRegion, SearchResult, VotePoint
-from imgprov.vectors import split_ids
+from imgprov.search.calibration import MatchModel, match_model
+from imgprov.search.objects import object_matches
+from imgprov.search.os2os import CandidateVotes, os2os_candidates
+from imgprov.storage.embedded.collection import Collection
+from imgprov.storage.ids import split_ids
 from imgprov.verify import VerifiedRegion, verify_pair
 
 
@@ -70,7 +70,7 @@ class Candidate:
     regions: list[VerifiedRegion] = field(default_factory=list)
 
     def features(self) -> dict[str, float]:
-        """The inputs of the calibrated match model (`imgprov.calibration.MATCH_FEATURES`)."""
+        """The inputs of the calibrated match model (`imgprov.search.calibration.MATCH_FEATURES`)."""
         return {
             "log_inliers": math.log1p(sum(region.inliers for region in self.regions)),
             "support": max((region.support for region in self.regions), default=0.0),
@@ -223,7 +223,7 @@ def search(
     stage "global": the global embedding's nearest neighbours (compressed index), scored by cosine.
     stage "both": the global shortlist and the OS2OS candidates together, verified and scored by one
     calibrated model; in an index with objects, the query's objects are searched too (OE-SIR Eq. 7)
-    and every candidate is scored by the fusion model (`imgprov.objects.engine`), each match
+    and every candidate is scored by the fusion model (`imgprov.search.objects`), each match
     carrying the query regions it explains.
     `embedder` is reused across queries when given (loading it takes ~0.3 s).
     A candidate is a match when its calibrated probability reaches the model's threshold; with

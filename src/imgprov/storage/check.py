@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
-from imgprov.collection import GLOBAL, LOCAL, OBJECTS, Collection
 from imgprov.errors import IndexCorrupt
 from imgprov.extract.sscd import EMBEDDING_DIM
 from imgprov.presets import LocalStorageConf
-from imgprov.storage.distributed import VECTORS_BY_IMAGE, DistributedStore
-from imgprov.storage.milvus import MilvusVectors
+from imgprov.storage.distributed.milvus import MilvusVectors
+from imgprov.storage.distributed.store import VECTORS_BY_IMAGE, DistributedStore
+from imgprov.storage.embedded.collection import GLOBAL, LOCAL, OBJECTS, Collection
+from imgprov.storage.embedded.vectors import VectorSet, layout_of
+from imgprov.storage.ids import split_ids
 from imgprov.storage.protocol import Store
-from imgprov.vectors import VectorSet, layout_of, split_ids
 
 
 def catalogue_checks(storage: LocalStorageConf) -> tuple[tuple[str, str], ...]:

@@ -4,7 +4,7 @@ SQLite for a single machine).
 The SQL catalogue is the source of truth, as in the embedded store: it holds every image, its
 keypoint geometry and RootSIFT descriptors, its global embedding, its objects and credentials, the
 presets, the events, and per vector set its count and Milvus index. Milvus holds the searchable
-vectors with their ids (`imgprov.vectors.vector_ids`), derived from the catalogue and rebuilt from
+vectors with their ids (`imgprov.storage.ids.vector_ids`), derived from the catalogue and rebuilt from
 it by `imgprov check --repair`.
 
 Atomic writes over two systems without a distributed transaction: the table `image_rows` gives
@@ -32,7 +32,23 @@ from collections.abc import Iterator
 import numpy as np
 
 from imgprov import presets
-from imgprov.collection import (
+from imgprov.errors import IndexStoreError
+from imgprov.extract.rootsift import DESCRIPTOR_DIM, descriptors_as_float
+from imgprov.extract.sscd import EMBEDDING_DIM, GlobalConf, global_preset
+from imgprov.objects.conf import ObjectConf, object_preset
+from imgprov.objects.embed import raw_dim
+from imgprov.presets import VectorIndexConf
+from imgprov.storage.distributed.milvus import (
+    MilvusIndex,
+    MilvusVectors,
+    connect,
+    milvus_index_for,
+    next_index,
+    replace_collection,
+)
+from imgprov.storage.distributed.sql import SqlDatabase
+from imgprov.storage.embedded.catalogue import Catalogue
+from imgprov.storage.embedded.collection import (
     GLOBAL,
     LOCAL,
     NO_GLOBAL,
@@ -49,24 +65,8 @@ from imgprov.collection import (
     recorded_preset,
     stored_whitening,
 )
-from imgprov.errors import IndexStoreError
-from imgprov.extract.rootsift import DESCRIPTOR_DIM, descriptors_as_float
-from imgprov.extract.sscd import EMBEDDING_DIM, GlobalConf, global_preset
-from imgprov.objects.conf import ObjectConf, object_preset
-from imgprov.objects.embed import raw_dim
-from imgprov.presets import VectorIndexConf
+from imgprov.storage.ids import vector_ids
 from imgprov.storage.location import Location
-from imgprov.storage.milvus import (
-    MilvusIndex,
-    MilvusVectors,
-    connect,
-    milvus_index_for,
-    next_index,
-    replace_collection,
-)
-from imgprov.storage.sql import SqlDatabase
-from imgprov.store import Catalogue
-from imgprov.vectors import vector_ids
 
 SCHEMA_VERSION = "1"
 COMMITTED = "committed"
@@ -203,8 +203,8 @@ _TABLE_EXISTS = {
 class DistributedStore(StoredFeatures):
     """A collection kept in Milvus (vectors) and a SQL database (everything else).
 
-    It reads like the embedded `imgprov.collection.Collection`: `local_index()`, `global_index()`
-    and `object_index()` answer k-NN searches with FAISS's `(distances, ids)`, and the catalogue
+    It reads like the embedded `Collection`: `local_index()`, `global_index()` and
+    `object_index()` answer k-NN searches with FAISS's `(distances, ids)`, and the catalogue
     methods are the same queries.
     """
 

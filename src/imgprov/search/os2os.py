@@ -27,7 +27,7 @@ import numpy as np
 
 from imgprov.extract.rootsift import LocalFeatures
 from imgprov.presets import OS2OSConf
-from imgprov.vectors import split_ids
+from imgprov.storage.ids import split_ids
 
 GRID_OFFSETS = ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.5, 0.5))
 """Shifted copies of the vote grid, so an object whose votes straddle a cell border is not split."""

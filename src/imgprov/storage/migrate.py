@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from imgprov.collection import NO_GLOBAL, NO_OBJECTS, CollectionPresets, NewImage
 from imgprov.errors import ImgprovError
+from imgprov.storage.embedded.catalogue import ImageRecord
+from imgprov.storage.embedded.collection import NO_GLOBAL, NO_OBJECTS, CollectionPresets, NewImage
 from imgprov.storage.protocol import Store, WritableStore
-from imgprov.store import ImageRecord
 
 
 class MigrationError(ImgprovError):

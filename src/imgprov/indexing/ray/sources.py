@@ -22,7 +22,7 @@ from pathlib import Path
 
 from imgprov.errors import ImageNotFound, ImageTooLarge, ImgprovError
 from imgprov.images import DEFAULT_MAX_BYTES, read_image_bytes
-from imgprov.index import URL_SCHEMES, discover_images
+from imgprov.indexing.pipeline import URL_SCHEMES, discover_images
 
 REMOTE_SCHEMES = URL_SCHEMES
 HTTP_TIMEOUT_SECONDS = 30.0

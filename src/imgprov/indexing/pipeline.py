@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imgprov.collection import Collection, NewImage, StoredObjects
 from imgprov.errors import ImageError, ImageNotFound
 from imgprov.extract.rootsift import LocalFeatures, extract_rootsift
 from imgprov.extract.sscd import GlobalConf, SSCDExtractor
 from imgprov.images import SUPPORTED_SUFFIXES, file_sha256, load_image, read_image_bytes
 from imgprov.presets import LocalFeatureConf
 from imgprov.provenance import ContentCredentials, TrustAnchors, mime_type_for, read_manifest
-from imgprov.store import ImageRecord
+from imgprov.storage.embedded.catalogue import ImageRecord
+from imgprov.storage.embedded.collection import Collection, NewImage, StoredObjects
 
 URL_SCHEMES = ("http", "https", "s3")
 """Sources indexed under their URL (`imgprov index --list`), not under a local path."""

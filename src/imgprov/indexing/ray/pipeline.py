@@ -25,8 +25,9 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from imgprov.collection import Collection
-from imgprov.distributed.worker import (
+from imgprov.errors import ImgprovError
+from imgprov.indexing.pipeline import IndexReport, Progress
+from imgprov.indexing.ray.worker import (
     ADDED,
     FAILED,
     UNCHANGED,
@@ -35,9 +36,8 @@ from imgprov.distributed.worker import (
     new_image,
     unpack_rows,
 )
-from imgprov.errors import ImgprovError
-from imgprov.index import IndexReport, Progress
 from imgprov.provenance import TrustAnchors
+from imgprov.storage.embedded.collection import Collection
 
 LOCAL_CLUSTER = "local"
 """The `--ray` address that starts a cluster on this machine for one command."""
@@ -118,7 +118,7 @@ def index_sources(
     progress: Progress | None = None,
     trust: TrustAnchors | None = None,
 ) -> ClusterReport:
-    """Index sources (local paths or URLs, see `imgprov.distributed.sources`) into an open writable
+    """Index sources (local paths or URLs, see `imgprov.indexing.ray.sources`) into an open writable
     collection with Ray workers; call inside `ray_cluster`. The report of `index_paths`, and the Ray
     nodes the sources were handled on."""
     import ray.data

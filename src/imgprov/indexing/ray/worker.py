@@ -17,16 +17,22 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from imgprov.collection import NewImage, StoredObjects
-from imgprov.distributed.sources import HTTP_TIMEOUT_SECONDS, fetch
 from imgprov.errors import ImgprovError
 from imgprov.extract.rootsift import LocalFeatures
 from imgprov.extract.sscd import GlobalConf, SSCDExtractor
 from imgprov.images import DEFAULT_MAX_BYTES
-from imgprov.index import ExtractedContent, FindObjects, embedder_for, extract_content, object_finder_for
+from imgprov.indexing.pipeline import (
+    ExtractedContent,
+    FindObjects,
+    embedder_for,
+    extract_content,
+    object_finder_for,
+)
+from imgprov.indexing.ray.sources import HTTP_TIMEOUT_SECONDS, fetch
 from imgprov.objects.conf import ObjectConf
 from imgprov.presets import LocalFeatureConf
 from imgprov.provenance import ContentCredentials, TrustAnchors
+from imgprov.storage.embedded.collection import NewImage, StoredObjects
 
 ADDED = "ok"
 UNCHANGED = "unchanged"

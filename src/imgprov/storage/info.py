@@ -6,9 +6,9 @@ import datetime
 from dataclasses import asdict
 from pathlib import Path
 
-from imgprov.collection import Collection
 from imgprov.errors import ImgprovError
-from imgprov.storage.distributed import VECTOR_COUNTS, DistributedStore
+from imgprov.storage.distributed.store import VECTOR_COUNTS, DistributedStore
+from imgprov.storage.embedded.collection import Collection
 from imgprov.storage.protocol import Store
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from imgprov.errors import IndexBusy, IndexStoreError, IndexUnwritable
-from imgprov.store import WriterLock
+from imgprov.storage.embedded.catalogue import WriterLock
 
 POSTGRES_TYPES = (
     ("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY"),

@@ -1,7 +1,6 @@
 """FAISS vector indexes: exact while small, IVF-PQ trained on the collection once large.
 
-Vector ids are 64-bit: the image id in the high bits and the item number within the image (a
-keypoint, an object) in the low `ITEM_BITS` bits, so removing an image is removing an id range.
+Vectors carry the ids of `imgprov.storage.ids`, so removing an image is removing an id range.
 """
 
 from __future__ import annotations
@@ -20,13 +19,11 @@ import numpy as np
 
 from imgprov.errors import IndexCorrupt
 from imgprov.presets import VectorIndexConf
-from imgprov.store import VectorFileState
+from imgprov.storage.embedded.catalogue import VectorFileState
+from imgprov.storage.ids import ITEM_BITS, ITEM_MASK
 
 OPQ_ITERATIONS = 8
 """FAISS's default of 50 rotation updates takes minutes on 2 cores; recall gains flatten after a few."""
-
-ITEM_BITS = 16
-ITEM_MASK = (1 << ITEM_BITS) - 1
 
 
 @dataclass(frozen=True)
@@ -46,18 +43,6 @@ class IndexLayout:
             return f"Flat{self.dim}"
         rotation = f"OPQ{self.pq_bytes}," if self.opq else ""
         return f"{rotation}IVF{self.nlist},PQ{self.pq_bytes}"
-
-
-def vector_ids(image_id: int, count: int) -> np.ndarray:
-    """(count,) int64 ids of the items 0..count-1 of one image."""
-    if count > ITEM_MASK + 1:
-        raise ValueError(f"an image may hold at most {ITEM_MASK + 1} vectors, got {count}")
-    return (np.int64(image_id) << ITEM_BITS) | np.arange(count, dtype=np.int64)
-
-
-def split_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split (..., ) int64 vector ids into image ids and item numbers (same shape)."""
-    return ids >> ITEM_BITS, ids & ITEM_MASK
 
 
 def ivf_lists_for(count: int, lists_per_sqrt: float) -> int:

@@ -4,14 +4,14 @@ Ray is an optional dependency (`pip install 'imgprov[scale]'`): nothing here imp
 cluster is started.
 """
 
-from imgprov.distributed.pipeline import (
+from imgprov.indexing.ray.pipeline import (
     ClusterReport,
     RayConf,
     RayUnavailable,
     index_sources,
     ray_cluster,
 )
-from imgprov.distributed.sources import ListingError, read_listing, resolve_sources
+from imgprov.indexing.ray.sources import ListingError, read_listing, resolve_sources
 
 __all__ = [
     "ClusterReport",

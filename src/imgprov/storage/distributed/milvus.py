@@ -1,6 +1,6 @@
 """Vector sets in a Milvus server: one Milvus collection per set, rows (id, image_id, vector).
 
-`id` is the vector id of `imgprov.vectors.vector_ids` (image id in the high bits, item number in
+`id` is the vector id of `imgprov.storage.ids.vector_ids` (image id in the high bits, item number in
 the low ones), so a k-NN answer reads exactly as a FAISS one. The index type follows the set's
 size (`milvus_index_for`): exact (FLAT) while the set is small, up to the preset's
 `exact_max_vectors` as in the embedded store; then an HNSW graph (all vectors in memory, the best
@@ -20,7 +20,8 @@ import numpy as np
 
 from imgprov.errors import IndexStoreError
 from imgprov.presets import VectorIndexConf
-from imgprov.vectors import ITEM_BITS, ivf_lists_for
+from imgprov.storage.embedded.vectors import ivf_lists_for
+from imgprov.storage.ids import ITEM_BITS
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 INSERT_ROWS = 20_000

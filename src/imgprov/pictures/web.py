@@ -14,10 +14,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from imgprov.compare import Comparison
-from imgprov.compare.overlay import aligned_original, heatmap_colours
 from imgprov.errors import ImageError, ImgprovError
 from imgprov.images import decoded_formats, open_regular_file, to_rgb_array
-from imgprov.render import draw_vote_map
+from imgprov.pictures.compare import aligned_original, heatmap_colours
+from imgprov.pictures.search import draw_vote_map
 from imgprov.results import SearchResult
 from imgprov.service.errors import OriginalUnavailable
 

@@ -1,6 +1,6 @@
 """The object stage inside `imgprov search`: a composite's host and donors from an index with objects.
 
-After the global and local stages (`imgprov.search.find_candidates`), the verified region covering
+After the global and local stages (`imgprov.search.pipeline.find_candidates`), the verified region covering
 most of the query picks its host; the regions the host does not explain (Eq. 9) and the whole query
 are the query's objects, embedded like the collection's (Eq. 4) and searched in the index's object
 vectors (Eq. 7). Every image a stage found is then scored by the fusion model (`fuse`), and each
@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imgprov.collection import Collection
 from imgprov.errors import ImgprovError
 from imgprov.images import load_image
 from imgprov.objects.retrieve import Evidence, ExplainedRegion, FusedMatch, fuse, search_objects
 from imgprov.objects.stage import HostAlignment, VerifiedRegion, pick_host
 from imgprov.results import Match, MatchRegion
+from imgprov.storage.embedded.collection import Collection
 
 if TYPE_CHECKING:
-    from imgprov.search import Candidate
+    from imgprov.search.pipeline import Candidate
 
 
 def object_matches(

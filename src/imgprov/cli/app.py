@@ -18,29 +18,29 @@ from rich.table import Table
 from rich.text import Text
 
 from imgprov import __version__, presets
-from imgprov.check import check_store
-from imgprov.collection import CollectionPresets
-from imgprov.compare.cli import explain_top_match, print_comparison
-from imgprov.compare.cli import register as register_compare
+from imgprov.cli.compare import explain_top_match, print_comparison
+from imgprov.cli.compare import register as register_compare
+from imgprov.cli.serve import register as register_serve
 from imgprov.compare.conf import compare_preset
-from imgprov.compare.overlay import write_overlay
-from imgprov.distributed import ClusterReport, RayConf, index_sources, ray_cluster, resolve_sources
 from imgprov.errors import ImgprovError
 from imgprov.extract.sscd import GLOBAL_PRESETS, SSCDExtractor
 from imgprov.images import load_image, read_image_bytes
-from imgprov.index import discover_images, index_paths, remove_paths
-from imgprov.info import image_info, store_info
-from imgprov.migrate import migrate as run_migration
-from imgprov.migrate import source_presets
+from imgprov.indexing.pipeline import discover_images, index_paths, remove_paths
+from imgprov.indexing.ray import ClusterReport, RayConf, index_sources, ray_cluster, resolve_sources
 from imgprov.objects.conf import OBJECT_PRESETS
+from imgprov.pictures.compare import write_overlay
+from imgprov.pictures.search import draw_roles, draw_vote_map, write_png
 from imgprov.provenance import TrustAnchors, mime_type_for, read_manifest
-from imgprov.render import draw_roles, draw_vote_map, write_png
 from imgprov.reporting import provenance_report
 from imgprov.results import SearchResult
-from imgprov.search import search as run_search
-from imgprov.service.cli import register as register_serve
+from imgprov.search.pipeline import search as run_search
 from imgprov.storage import open_store, store_writer
-from imgprov.store import default_db_dir
+from imgprov.storage.check import check_store
+from imgprov.storage.embedded.catalogue import default_db_dir
+from imgprov.storage.embedded.collection import CollectionPresets
+from imgprov.storage.info import image_info, store_info
+from imgprov.storage.migrate import migrate as run_migration
+from imgprov.storage.migrate import source_presets
 
 app = typer.Typer(
     name="imgprov",

@@ -15,12 +15,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from imgprov.collection import Collection
 from imgprov.compare.comparison import Comparison, compare_images
 from imgprov.compare.conf import COMPARES, DEFAULT_COMPARE, CompareConf, compare_preset
-from imgprov.compare.overlay import write_heatmap, write_mask, write_overlay
 from imgprov.images import load_image
+from imgprov.pictures.compare import write_heatmap, write_mask, write_overlay
 from imgprov.results import SearchResult
+from imgprov.storage.embedded.collection import Collection
 
 stdout = Console(soft_wrap=True)
 

@@ -14,7 +14,7 @@ from imgprov import presets
 from imgprov.compare import COMPARES, DEFAULT_COMPARE
 from imgprov.errors import ImgprovError
 from imgprov.service.settings import OPEN_SEARCH_ENV, TOKEN_ENV, ServiceSettings
-from imgprov.store import default_db_dir
+from imgprov.storage.embedded.catalogue import default_db_dir
 
 DEFAULTS = ServiceSettings(db=Path("."))
 INSTALL_HINT = "pip install 'imgprov[serve]'"

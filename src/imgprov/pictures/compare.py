@@ -10,7 +10,7 @@ import numpy as np
 
 from imgprov.compare.comparison import Comparison
 from imgprov.errors import ImgprovError
-from imgprov.render import write_png
+from imgprov.pictures.search import write_png
 
 OUTLINE_COLOUR = (255, 255, 255)
 BOX_COLOUR = (255, 230, 0)

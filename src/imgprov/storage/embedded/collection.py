@@ -28,8 +28,9 @@ from imgprov.objects.conf import ObjectConf, object_preset
 from imgprov.objects.embed import ObjectWhitening, raw_dim
 from imgprov.presets import LocalStorageConf
 from imgprov.provenance import ContentCredentials
-from imgprov.store import Catalogue, ImageRecord, VectorFileState, WriterLock, chunks
-from imgprov.vectors import VectorSet, layout_of, vector_ids
+from imgprov.storage.embedded.catalogue import Catalogue, ImageRecord, VectorFileState, WriterLock, chunks
+from imgprov.storage.embedded.vectors import VectorSet, layout_of
+from imgprov.storage.ids import vector_ids
 
 LOCAL = "local"
 GLOBAL = "global"
@@ -444,7 +445,7 @@ class Collection(StoredFeatures):
                 (self.root / old).unlink(missing_ok=True)
 
     def local_index(self) -> faiss.Index | None:
-        """The FAISS index of all local descriptors (ids from `imgprov.vectors.vector_ids`), None for
+        """The FAISS index of all local descriptors (ids from `imgprov.storage.ids.vector_ids`), None for
         a collection created without one (`--vectors none`: local features verify shortlists only)."""
         return self.local.index() if self.local is not None else None
 
