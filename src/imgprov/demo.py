@@ -20,7 +20,7 @@ from rich.table import Table
 
 from imgprov import presets
 from imgprov.errors import ImgprovError
-from imgprov.extract.sscd import SSCDExtractor
+from imgprov.extract.models import sscd_extractor
 from imgprov.images import load_image
 from imgprov.indexing.pipeline import discover_images, index_paths
 from imgprov.pictures.search import draw_vote_map, write_png
@@ -127,7 +127,7 @@ def run_demo(workdir: Path, corpus_limit: int = 20) -> list[tuple[DemoQuery, Sea
         raise ImgprovError(f"could not index {report.failed[0][0]}: {report.failed[0][1]}")
     collection = Collection.open(workdir / "db")
     conf = presets.search()
-    embedder = SSCDExtractor(collection.global_conf) if collection.global_conf else None
+    embedder = sscd_extractor(collection.global_conf) if collection.global_conf else None
     results = []
     for query in queries:
         image = load_image(query.path)

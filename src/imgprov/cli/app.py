@@ -23,7 +23,8 @@ from imgprov.cli.compare import register as register_compare
 from imgprov.cli.serve import register as register_serve
 from imgprov.compare.conf import compare_preset
 from imgprov.errors import ImgprovError
-from imgprov.extract.sscd import GLOBAL_PRESETS, SSCDExtractor
+from imgprov.extract.models import sscd_extractor
+from imgprov.extract.sscd import GLOBAL_PRESETS
 from imgprov.images import load_image, read_image_bytes
 from imgprov.indexing.pipeline import discover_images, index_paths, remove_paths
 from imgprov.indexing.ray import ClusterReport, RayConf, index_sources, ray_cluster, resolve_sources
@@ -227,7 +228,7 @@ def search(
     trust = _trust(trust_anchors)
     collection = open_store(db)
     wants_global = collection.global_conf is not None and stage != "local"
-    embedder = SSCDExtractor(collection.global_conf) if wants_global else None
+    embedder = sscd_extractor(collection.global_conf) if wants_global else None
     failed = 0
     for number, query in enumerate(queries):
         try:

@@ -7,33 +7,27 @@ a handful of consistent cells. The same network compares an aligned pair cell by
 distance of the stride-8 and stride-16 features), a difference that JPEG, noise and blur move less
 than they move pixels (the papers' "ResNet/EfficientNet feature difference").
 
-The extractor is built at first use (never at import) and shared by the process.
+The extractor is loaded at first use (never at import) by `imgprov.extract.models`, shared by the process.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 
 import cv2
 import numpy as np
 
-from imgprov.extract.effnet import EffNetFeatures, FeatureMapConf, FeatureMaps
+from imgprov.extract.effnet import FeatureMapConf, FeatureMaps
+from imgprov.extract.models import effnet_features
 
 DEEP_MAPS = FeatureMapConf(name="effnet-lite0-512", input_long_side=512)
 MATCH_STRIDE = 16
 DIFFERENCE_STRIDES = (8, 16)
 
 
-@cache
-def effnet() -> EffNetFeatures:
-    """The process's EfficientNet-Lite0 extractor (built, or loaded from its cache, on first call)."""
-    return EffNetFeatures(DEEP_MAPS)
-
-
 def feature_maps(image: np.ndarray) -> FeatureMaps:
     """EfficientNet-Lite0 maps of an (H, W, 3) uint8 RGB image, its long side resized to 512."""
-    return effnet().feature_maps(np.ascontiguousarray(image))
+    return effnet_features(DEEP_MAPS).feature_maps(np.ascontiguousarray(image))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from imgprov import presets
 from imgprov.compare import CompareConf, compare_preset
+from imgprov.extract.models import sscd_extractor
 from imgprov.extract.sscd import SSCDExtractor, available_cores
 from imgprov.presets import SearchConf
 from imgprov.service.pool import JobPool
@@ -116,7 +117,7 @@ def build_state(settings: ServiceSettings) -> ServiceState:
         collections=collections,
         search_conf=presets.search(settings.search_preset),
         compare_conf=compare_preset(settings.compare_preset),
-        embedder=SSCDExtractor(global_conf, intra_op_threads=threads_per_job) if global_conf else None,
+        embedder=sscd_extractor(global_conf, threads_per_job) if global_conf else None,
         jobs=JobPool("jobs", settings.workers, settings.queue_size),
         light_jobs=JobPool("thumbnails", LIGHT_WORKERS, LIGHT_QUEUE),
     )
