@@ -20,6 +20,7 @@ from rich.text import Text
 from imgprov import __version__, presets
 from imgprov.cli.compare import explain_top_match, print_comparison
 from imgprov.cli.compare import register as register_compare
+from imgprov.cli.report import provenance_report
 from imgprov.cli.serve import register as register_serve
 from imgprov.compare.conf import compare_preset
 from imgprov.errors import ImgprovError
@@ -32,7 +33,6 @@ from imgprov.objects.conf import OBJECT_PRESETS
 from imgprov.pictures.compare import write_overlay
 from imgprov.pictures.search import draw_roles, draw_vote_map, write_png
 from imgprov.provenance import TrustAnchors, mime_type_for, read_manifest
-from imgprov.reporting import provenance_report
 from imgprov.results import SearchResult
 from imgprov.search.pipeline import search as run_search
 from imgprov.storage import open_store, store_writer

@@ -28,6 +28,7 @@ not as flat in the same colour.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -41,13 +42,18 @@ SIFT_SPATIAL_BINS = 4
 SIFT_ORIENTATION_BINS = 8
 FLOW_SMOOTHING_FACTOR = 8
 
+TransformModel = Literal["affine", "homography", "similarity"]
+"""The fitted transform: affine or homography from keypoints, similarity from feature-map cells."""
+Matcher = Literal["rootsift", "effnet"]
+"""What the correspondences came from: RootSIFT keypoints, or EfficientNet-Lite0 cells (the fallback)."""
+
 
 @dataclass(frozen=True)
 class GlobalFit:
     """The global transform of F_A and the evidence for it.
 
     transform: (3, 3) float64 mapping query pixels to original pixels.
-    model: "affine" or "homography".
+    model: "affine" or "homography" (RootSIFT), "similarity" (EfficientNet cells).
     matches: ratio-test correspondences tried; inliers: those the transform explains.
     residual: median inlier reprojection error as a fraction of the original's diagonal.
     spread: area of the inliers' bounding box over the query's area, in [0, 1].
@@ -56,13 +62,13 @@ class GlobalFit:
     """
 
     transform: np.ndarray
-    model: str
+    model: TransformModel
     matches: int
     inliers: int
     residual: float
     spread: float
     mirrored: bool
-    matcher: str = "rootsift"
+    matcher: Matcher = "rootsift"
 
     @property
     def inlier_ratio(self) -> float:
@@ -296,7 +302,7 @@ def _fit_view(
 
 def _best_model(
     source: np.ndarray, target: np.ndarray, threshold: float, conf: AlignConf
-) -> tuple[np.ndarray, np.ndarray, str] | None:
+) -> tuple[np.ndarray, np.ndarray, TransformModel] | None:
     """(transform, inlier mask, model name): the affine fit unless a homography has clearly more
     inliers; both are refitted by least squares on their inliers."""
     affine_fit = None

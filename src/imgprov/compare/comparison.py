@@ -18,7 +18,7 @@ from imgprov.compare.align import AlignedPair, GlobalFit, align_pair, estimate_t
 from imgprov.compare.calibration import Calibration, CalibrationMissing, packaged_calibration
 from imgprov.compare.conf import CompareConf
 from imgprov.compare.difference import DifferenceMaps, difference_maps, masked_blur, pixel_features
-from imgprov.compare.models import VERDICTS
+from imgprov.compare.models import VERDICTS, Verdict
 from imgprov.compare.regions import ChangedRegion, changed_regions, threshold_mask
 from imgprov.compare.verdict import verdict_features
 from imgprov.extract.rootsift import LocalFeatures
@@ -28,7 +28,7 @@ from imgprov.extract.rootsift import LocalFeatures
 class Comparison:
     """What compare found, in the query's pixel frame (H, W = the query's height and width).
 
-    verdict: "benign", "manipulated" or "distinct"; probabilities: the three calibrated
+    verdict: benign, manipulated or distinct (`Verdict`, a str); probabilities: the three calibrated
     probabilities (they sum to 1).
     transform: (3, 3) float64 mapping query pixels to original pixels, None when the images are
     not related by any plausible transform.
@@ -42,8 +42,8 @@ class Comparison:
     timings: seconds per step.
     """
 
-    verdict: str
-    probabilities: dict[str, float]
+    verdict: Verdict
+    probabilities: dict[Verdict, float]
     transform: np.ndarray | None
     heatmap: np.ndarray
     mask: np.ndarray
@@ -188,7 +188,7 @@ def _in_query_frame(
     shape: tuple[int, int],
     pair: AlignedPair,
     heatmap_small: np.ndarray,
-    verdict: str,
+    verdict: Verdict,
     threshold: float,
     conf: CompareConf,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[ChangedRegion, ...]]:
@@ -199,7 +199,7 @@ def _in_query_frame(
         cv2.resize(pair.comparable.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
     )
     heatmap *= comparable
-    if verdict != "manipulated":
+    if verdict != Verdict.MANIPULATED:
         return heatmap, np.zeros(shape, bool), comparable, ()
     mask = threshold_mask(heatmap, comparable, threshold, conf.min_region_fraction)
     return heatmap, mask, comparable, changed_regions(mask, heatmap)
@@ -210,7 +210,7 @@ def _unrelated(
 ) -> Comparison:
     probabilities = dict(calibration.no_transform)
     return Comparison(
-        verdict=max(probabilities, key=probabilities.__getitem__),
+        verdict=Verdict(max(probabilities, key=probabilities.__getitem__)),
         probabilities=probabilities,
         transform=None,
         heatmap=np.zeros(shape, np.float32),

@@ -10,11 +10,22 @@ training pairs only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cached_property
 
 import numpy as np
 
-VERDICTS = ("benign", "manipulated", "distinct")
+
+class Verdict(StrEnum):
+    """The comparator's 3-way answer; its values are the JSON strings."""
+
+    BENIGN = "benign"
+    MANIPULATED = "manipulated"
+    DISTINCT = "distinct"
+
+
+VERDICTS: tuple[Verdict, ...] = tuple(Verdict)
+"""The verdicts in the order of the verdict model's outputs."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,13 @@ from imgprov.provenance.credentials import (
     Ingredient,
     SignerIdentity,
 )
-from imgprov.provenance.report import MatchedOriginal, SigningCredentials, build_report, sign_report
+from imgprov.provenance.report import (
+    MatchedOriginal,
+    Relationship,
+    SigningCredentials,
+    build_report,
+    sign_report,
+)
 from imgprov.provenance.trust import TrustAnchors, TrustAnchorsError
 
 __all__ = [
@@ -32,6 +38,7 @@ __all__ = [
     "CredentialState",
     "Ingredient",
     "MatchedOriginal",
+    "Relationship",
     "SignerIdentity",
     "SigningCredentials",
     "TrustAnchors",

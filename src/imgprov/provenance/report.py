@@ -13,6 +13,7 @@ import datetime
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from imgprov import __version__
@@ -21,11 +22,15 @@ from imgprov.provenance.credentials import ContentCredentials
 
 REPORT_SCHEMA = "imgprov.provenance-report/1"
 REPORT_ASSERTION = "org.imgprov.provenance-report"
-PARENT_OF = "parentOf"
-COMPONENT_OF = "componentOf"
-RELATIONSHIPS = (PARENT_OF, COMPONENT_OF)
 COMPOSITE_SOURCE = "http://cv.iptc.org/newscodes/digitalsourcetype/composite"
 SIGNING_ALGORITHMS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
+
+
+class Relationship(StrEnum):
+    """How an original is an ingredient of the query (C2PA's ingredient relationship)."""
+
+    PARENT_OF = "parentOf"
+    COMPONENT_OF = "componentOf"
 
 
 @dataclass(frozen=True)
@@ -41,16 +46,16 @@ class MatchedOriginal:
     path: str
     sha256: str
     mime_type: str | None
-    relationship: str
+    relationship: Relationship
     credentials: ContentCredentials | None = None
     role: str | None = None
     score: float | None = None
     regions: tuple[dict, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.relationship not in RELATIONSHIPS:
+        if self.relationship not in tuple(Relationship):
             raise ValueError(
-                f"relationship must be one of {', '.join(RELATIONSHIPS)}, not {self.relationship!r}"
+                f"relationship must be one of {', '.join(Relationship)}, not {self.relationship!r}"
             )
 
 
@@ -172,7 +177,7 @@ def _report_actions(originals: Sequence[tuple[MatchedOriginal, bytes]], labels: 
     relationships = {
         label: original.relationship for label, (original, _) in zip(labels, originals, strict=True)
     }
-    parents = [label for label in labels if relationships[label] == PARENT_OF]
+    parents = [label for label in labels if relationships[label] == Relationship.PARENT_OF]
     first = (
         {"action": "c2pa.opened", "parameters": {"ingredientIds": parents}, "description": note}
         if parents
@@ -181,13 +186,13 @@ def _report_actions(originals: Sequence[tuple[MatchedOriginal, bytes]], labels: 
     placed = [
         {"action": "c2pa.placed", "parameters": {"ingredientIds": [label]}, "description": note}
         for label in labels
-        if relationships[label] == COMPONENT_OF
+        if relationships[label] == Relationship.COMPONENT_OF
     ]
     return [first, *placed]
 
 
 def _check_single_parent(originals: Sequence[MatchedOriginal]) -> None:
-    parents = [original.path for original in originals if original.relationship == PARENT_OF]
+    parents = [original.path for original in originals if original.relationship == Relationship.PARENT_OF]
     if len(parents) > 1:
         raise ValueError(f"at most one original can be parentOf the query, not {len(parents)}")
 

@@ -1,14 +1,20 @@
-"""The provenance report of a searched query: matched originals, their roles, regions and credentials."""
+"""`imgprov search --report`: a searched query's provenance report, its matches as the report's originals."""
 
 from __future__ import annotations
 
-from imgprov.provenance import ContentCredentials, MatchedOriginal, build_report, mime_type_for
+from imgprov.provenance import (
+    ContentCredentials,
+    MatchedOriginal,
+    Relationship,
+    build_report,
+    mime_type_for,
+)
 from imgprov.results import SearchResult
-from imgprov.storage.embedded.collection import Collection
+from imgprov.storage import Store
 
 
 def provenance_report(
-    collection: Collection,
+    collection: Store,
     result: SearchResult,
     query_sha256: str,
     query_credentials: ContentCredentials | None,
@@ -25,7 +31,7 @@ def provenance_report(
             path=match.path,
             sha256=records[match.image_id].sha256,
             mime_type=mime_type_for(records[match.image_id].format),
-            relationship="parentOf" if match.role == "host" else "componentOf",
+            relationship=Relationship.PARENT_OF if match.role == "host" else Relationship.COMPONENT_OF,
             credentials=stored.get(match.image_id),
             role=match.role,
             score=match.score,
