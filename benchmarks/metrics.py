@@ -341,10 +341,6 @@ def accuracy_criterion(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.nd
     return (np.asarray(tp) + tn) / (np.asarray(tp) + fp + fn + tn)
 
 
-def balanced_accuracy_criterion(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray) -> np.ndarray:
-    return (recall_of(tp, fp, fn) + recall_of(tn, fn, fp)) / 2
-
-
 def recall_at_precision_criterion(min_precision: float) -> CountsCriterion:
     """Recall where precision >= min_precision, -inf elsewhere (highest recall at that precision)."""
 

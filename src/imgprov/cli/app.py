@@ -15,7 +15,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from rich.text import Text
 
 from imgprov import __version__, presets
 from imgprov.cli.compare import explain_top_match, print_comparison
@@ -452,16 +451,6 @@ def _report_query_error(query: Path, exc: ImgprovError, as_json: bool) -> None:
     stderr.print(f"imgprov: error: {exc}", markup=False, highlight=False)
     if as_json:
         print(json.dumps({"query": str(query), "error": str(exc), "matches": []}), flush=True)
-
-
-def _credentials_cell(provenance: dict | None) -> Text:
-    if provenance is None:
-        return Text("none")
-    actions = ", ".join(action["action"].removeprefix("c2pa.") for action in provenance["actions"])
-    text = f"{provenance['state']}: {provenance['signer'] or 'unknown signer'}" + (
-        f" ({actions})" if actions else ""
-    )
-    return Text(text, style="red" if provenance["state"] == "invalid" else "")
 
 
 def _print_result_table(result: SearchResult) -> None:

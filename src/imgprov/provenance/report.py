@@ -77,12 +77,6 @@ class SigningCredentials:
                 f"algorithm must be one of {', '.join(SIGNING_ALGORITHMS)}, not {self.algorithm!r}"
             )
 
-    @classmethod
-    def from_files(
-        cls, certificate_chain: str | Path, private_key: str | Path, **options
-    ) -> SigningCredentials:
-        return cls(Path(certificate_chain).read_bytes(), Path(private_key).read_bytes(), **options)
-
 
 def build_report(
     query_name: str,
