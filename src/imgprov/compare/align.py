@@ -1,28 +1,19 @@
 """Geometric alignment F_A (papers 004/003 section 3.2): the original brought into the query's frame.
 
-Global step: RootSIFT matches of the query (and of its mirror image) against the original, then a
-USAC MAGSAC++ fit of an affine transform and of a homography; the simpler model wins unless the
-homography explains clearly more matches. A mirrored query is matched through `mirror_features`,
-which permutes descriptor bins instead of extracting features again; the transform fitted in the
-mirrored frame is composed with the flip, because OpenCV's USAC rejects orientation-reversing
-homographies. When that finds too little (heavy blur, noise or a contrast collapse), both images
-are described again at a coarse scale after a contrast stretch and the better fit is kept; when
-neither fits, a median-filtered query (impulse or shot noise) is described again, smaller. When
-SIFT finds nothing at all, or that last try only a few matches (small, featureless or badly
-degraded copies), mutual nearest neighbours of EfficientNet-Lite0 cells (imgprov.compare.deep) are
-fitted by a similarity transform; unrelated photos leave only a handful of such cells consistent
-(at most 12 on 150 training pairs of distinct photos), so `deep_min_inliers` of them mean the same
-picture.
+Global step: RootSIFT matches of the query (and of its mirror image, `mirror_features`) against the
+original, fitted by USAC MAGSAC++ as an affine transform or, when it explains clearly more, a
+homography. When that finds too little, the images are described again after a contrast stretch,
+then after a median filter; when SIFT still finds next to nothing, mutual nearest neighbours of
+EfficientNet-Lite0 cells (`imgprov.compare.deep`) are fitted by a similarity transform, which
+unrelated photos satisfy with only a handful of cells (hence `deep_min_inliers`).
 
-Dense step: the original is resampled on the query's pixels at a working resolution (so every
-output lives in the query frame), the affine residual is removed by ECC (enhanced correlation,
-robust to brightness and contrast), then DIS optical flow measures what is left; only its smooth,
-small part is applied, so mild non-rigid warps are absorbed while a pasted or removed object is not
-"explained away" by the flow.
+Dense step: the original is resampled on the query's pixels at a working resolution (every output
+lives in the query frame), ECC removes the affine residual, then only the smooth, small part of a
+DIS optical flow is applied, so mild non-rigid warps are absorbed while a pasted or removed object
+is not "explained away".
 
 Comparable pixels: inside the warped original, minus flat bands along the query's edges
-(letterboxing, a solid pad after a crop) where the original, brought to the query's contrast, is
-not as flat in the same colour.
+(letterboxing, a solid pad after a crop) where the original is not as flat in the same colour.
 """
 
 from __future__ import annotations

@@ -1,33 +1,13 @@
 """Benign-robust difference of an aligned pair: per-pixel dissimilarity channels in the query frame.
 
 Redistribution changes a whole image alike (JPEG, resizing, noise, blur, a colour or contrast
-curve, fog); an editor changes a part of it. So each channel compares the two images in a
-representation those global changes barely move, then is normalized by its own robust statistics
-over the comparable pixels: a channel value is "how many robust deviations this pixel is above the
-image's typical difference", and a degradation that raises the difference everywhere raises the
-typical difference with it.
+curve, fog); an editor changes a part of it. So each channel (`CHANNEL_NAMES`) compares the two
+images in a representation those global changes barely move, then is normalized by its own robust
+statistics over the comparable pixels: "how many robust deviations this pixel is above the image's
+typical difference", which a degradation raising the difference everywhere raises with it.
 
 Before any channel, the original is degraded the way the query was, as far as a global model can
-say: blurred by the Gaussian that makes it most like the query (`matching_blur`: a defocused copy
-otherwise loses detail exactly where the photo has some) and brought to the query's colours
-(`photometric_match`: per-channel tone curves, or a curve on the HSV value for a brightness change
-made in HSV).
-
-Channels (names in `CHANNEL_NAMES`):
-
-* residual_fine, residual: colour difference after the photometric match (brightness, contrast,
-  saturation clipping), without and with a little smoothing; residual_highpass: the same with its
-  large-scale part removed (fog, vignetting).
-* chroma: opponent-colour (R-G, R+G-2B) difference after the photometric match (hue changes).
-* structure_1, structure_2, structure_4: 1 - local correlation of the gray images (SSIM's structure
-  term) at three scales, invariant to local gain and offset.
-* detail_loss, detail_gain: log ratio of local high-frequency energy, query over original, above
-  the image's median ratio (local blur or inpainting removes detail; text or a paste adds it).
-* deep_8, deep_16: cosine distance of EfficientNet-Lite0 features of the two images at strides 8
-  and 16 (imgprov.compare.deep); the network sees both images with the query's pixels wherever the
-  original has no counterpart, so padding and rotation corners compare equal. Their raw values are
-  given to the pixel model as well (`RAW_CHANNELS`): a deep distance has a meaning of its own.
-
+say: blurred like the query (`matching_blur`) and brought to its colours (`photometric_match`).
 Every blur is a normalized convolution over the comparable pixels, so padding, rotation corners and
 crop borders never leak into the statistics of the pixels next to them.
 """
@@ -57,6 +37,15 @@ CHANNEL_NAMES = (
     "deep_8",
     "deep_16",
 )
+"""residual_fine, residual: colour difference after the photometric match, without and with a little
+smoothing; residual_highpass: the same without its large-scale part (fog, vignetting).
+chroma: opponent-colour (R-G, R+G-2B) difference after the photometric match (hue changes).
+structure_1, _2, _4: 1 - local correlation of the gray images (SSIM's structure term) at three
+scales, invariant to local gain and offset.
+detail_loss, detail_gain: log ratio of local high-frequency energy, query over original, above the
+image's median ratio (blur or inpainting removes detail; text or a paste adds it).
+deep_8, deep_16: cosine distance of EfficientNet-Lite0 features at strides 8 and 16
+(`imgprov.compare.deep`), the query's pixels standing in wherever the original has no counterpart."""
 RAW_CHANNELS = ("deep_8", "deep_16")
 """Channels also given to the pixel model before their robust normalization."""
 CONTEXT_CHANNELS = ("residual", "chroma", "structure_2", "detail_loss")

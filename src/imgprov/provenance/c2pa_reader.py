@@ -3,9 +3,9 @@
 `read_manifest` never raises for bad input: no credentials gives None, credentials that cannot be read
 or do not verify give a `ContentCredentials` whose state says so. By default the SDK runs in a child
 process killed after `timeout_s`, so a hostile file costs bounded time and cannot take the caller down
-with it; `timeout_s=None` reads in this process (about 5 ms instead of about 0.2 s). Files without any
-manifest store never reach the SDK. Nothing is fetched from the network: remote manifests, OCSP and
-timestamp authorities are left alone, and a remote-only manifest is reported UNVERIFIED.
+with it; `timeout_s=None` reads in this process, faster. Files without any manifest store never reach
+the SDK. Nothing is fetched from the network: remote manifests, OCSP and timestamp authorities are
+left alone, and a remote-only manifest is reported UNVERIFIED.
 
 State mapping (see `CredentialState`), from the SDK's validation state and failure codes:
 any failure other than an untrusted signer, or an SDK state other than Valid/Trusted -> INVALID;
