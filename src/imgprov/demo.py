@@ -23,7 +23,8 @@ from imgprov.errors import ImgprovError
 from imgprov.extract.models import sscd_extractor
 from imgprov.images import load_image
 from imgprov.indexing.pipeline import discover_images, index_paths
-from imgprov.pictures.search import draw_vote_map, write_png
+from imgprov.pictures.raster import write_png
+from imgprov.pictures.search import draw_vote_map
 from imgprov.results import SearchResult
 from imgprov.search.pipeline import search
 from imgprov.storage.embedded.collection import Collection

@@ -30,7 +30,8 @@ from imgprov.indexing.pipeline import discover_images, index_paths, remove_paths
 from imgprov.indexing.ray import ClusterReport, RayConf, index_sources, ray_cluster, resolve_sources
 from imgprov.objects.conf import OBJECT_PRESETS
 from imgprov.pictures.compare import write_overlay
-from imgprov.pictures.search import draw_roles, draw_vote_map, write_png
+from imgprov.pictures.raster import write_png
+from imgprov.pictures.search import draw_roles, draw_vote_map
 from imgprov.provenance import TrustAnchors, mime_type_for, read_manifest
 from imgprov.results import SearchResult
 from imgprov.search.pipeline import search as run_search

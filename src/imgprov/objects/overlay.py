@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from imgprov.objects.retrieve import ROLE_HOST, FusedMatch
-from imgprov.pictures.search import write_png
+from imgprov.pictures.raster import write_png
 
 HOST_COLOUR = (255, 255, 255)
 DONOR_COLOURS = ((255, 200, 0), (255, 80, 80), (80, 220, 120), (90, 170, 255), (230, 90, 255))

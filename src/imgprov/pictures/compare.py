@@ -9,8 +9,7 @@ import cv2
 import numpy as np
 
 from imgprov.compare.comparison import Comparison
-from imgprov.errors import ImgprovError
-from imgprov.pictures.search import write_png
+from imgprov.pictures.raster import false_colour, write_png
 
 OUTLINE_COLOUR = (255, 255, 255)
 BOX_COLOUR = (255, 230, 0)
@@ -53,14 +52,8 @@ def aligned_original(original: np.ndarray, comparison: Comparison, shape: tuple[
     return (warped * dimming).astype(np.uint8)
 
 
-def heatmap_colours(heatmap: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB false colour (jet) of a (H, W) heatmap in [0, 1]."""
-    levels = np.rint(np.clip(heatmap, 0.0, 1.0) * 255).astype(np.uint8)
-    return cv2.applyColorMap(levels, cv2.COLORMAP_JET)[:, :, ::-1]
-
-
 def _heat_over_query(query: np.ndarray, comparison: Comparison) -> np.ndarray:
-    heat = heatmap_colours(comparison.heatmap).astype(np.float32)
+    heat = false_colour(comparison.heatmap).astype(np.float32)
     alpha = (0.2 + 0.6 * np.clip(comparison.heatmap, 0.0, 1.0))[:, :, None]
     base = query.astype(np.float32) * np.where(comparison.comparable, 1.0, NOT_COMPARABLE_DIMMING)[:, :, None]
     picture = np.clip(base * (1 - alpha) + heat * alpha, 0, 255).astype(np.uint8)
@@ -125,20 +118,9 @@ def write_overlay(path: Path, query: np.ndarray, original: np.ndarray, compariso
 
 def write_heatmap(path: Path, comparison: Comparison) -> None:
     """The raw heatmap as an 8-bit gray PNG in the query's frame (0 = unchanged, 255 = changed)."""
-    write_gray_png(path, np.rint(np.clip(comparison.heatmap, 0.0, 1.0) * 255).astype(np.uint8))
+    write_png(path, np.rint(np.clip(comparison.heatmap, 0.0, 1.0) * 255).astype(np.uint8))
 
 
 def write_mask(path: Path, comparison: Comparison) -> None:
     """The mask as an 8-bit PNG in the query's frame (255 = changed)."""
-    write_gray_png(path, comparison.mask.astype(np.uint8) * 255)
-
-
-def write_gray_png(path: Path, gray: np.ndarray) -> None:
-    """Write an (H, W) uint8 image; a one-line error if the folder is missing or not writable."""
-    ok = False
-    try:
-        ok = cv2.imwrite(str(path), np.ascontiguousarray(gray))
-    except cv2.error:
-        ok = False
-    if not ok:
-        raise ImgprovError(f"{path}: cannot write image (does the folder exist and is it writable?)")
+    write_png(path, comparison.mask.astype(np.uint8) * 255)

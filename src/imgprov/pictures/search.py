@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from imgprov.errors import ImgprovError
+from imgprov.pictures.raster import false_colour
 from imgprov.results import SearchResult
 
 BOX_COLOURS = ((255, 255, 255), (80, 220, 255), (255, 120, 80), (120, 255, 120), (255, 80, 200))
@@ -45,7 +45,7 @@ def draw_vote_map(pixels: np.ndarray, result: SearchResult, top: int = 5) -> np.
     pixels: (H, W, 3) uint8 RGB query. Returns (H, W, 3) uint8 RGB.
     """
     density = vote_density(result)
-    heat = cv2.applyColorMap(np.rint(density * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
+    heat = false_colour(density)
     alpha = (0.15 + 0.6 * density)[:, :, None]
     picture = (pixels.astype(np.float32) * 0.6 * (1 - alpha) + heat.astype(np.float32) * alpha).astype(
         np.uint8
@@ -99,14 +99,3 @@ def _label(picture: np.ndarray, text: str, origin: tuple[int, int], colour: tupl
     y = min(max(height + 4, origin[1] + height + 4), picture.shape[0] - baseline)
     cv2.rectangle(picture, (x, y - height - 4), (x + width + 4, y + baseline), (0, 0, 0), -1)
     cv2.putText(picture, text, (x + 2, y - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
-
-
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    """Write an RGB image; a one-line error if the folder is missing or not writable."""
-    ok = False
-    try:
-        ok = cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]))
-    except cv2.error:
-        ok = False
-    if not ok:
-        raise ImgprovError(f"{path}: cannot write image (does the folder exist and is it writable?)")

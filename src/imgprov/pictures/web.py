@@ -14,15 +14,15 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from imgprov.compare import Comparison
-from imgprov.errors import ImageError, ImgprovError
+from imgprov.errors import ImageError
 from imgprov.images import decoded_formats, open_regular_file, to_rgb_array
-from imgprov.pictures.compare import aligned_original, heatmap_colours
+from imgprov.pictures.compare import aligned_original
+from imgprov.pictures.raster import false_colour, jpeg_bytes, png_bytes
 from imgprov.pictures.search import draw_vote_map
 from imgprov.results import SearchResult
 from imgprov.service.errors import OriginalUnavailable
 
 PICTURE_SIDE = 1024
-JPEG_QUALITY = 85
 HEATMAP_SIDE = 512
 """Compare computes its heatmap at 512 pixels; the browser scales the layer onto the query."""
 HEAT_LEVELS = 32
@@ -50,7 +50,7 @@ def heatmap_picture(comparison: Comparison) -> str:
     """The heatmap in false colour with transparency growing with heat, as a PNG data URL."""
     heatmap = np.round(scaled_down(comparison.heatmap, HEATMAP_SIDE) * HEAT_LEVELS) / HEAT_LEVELS
     alpha = np.clip(heatmap * HEAT_ALPHA_GAIN, 0.0, 1.0)
-    rgba = np.dstack([heatmap_colours(heatmap), np.rint(alpha * 255).astype(np.uint8)])
+    rgba = np.dstack([false_colour(heatmap), np.rint(alpha * 255).astype(np.uint8)])
     return png_data_url(rgba)
 
 
@@ -104,21 +104,9 @@ def scaled_down(picture: np.ndarray, side: int = PICTURE_SIDE) -> np.ndarray:
     return cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
 
 
-def jpeg_bytes(rgb: np.ndarray) -> bytes:
-    ok, encoded = cv2.imencode(
-        ".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-    )
-    if not ok:
-        raise ImgprovError("cannot encode a JPEG picture")
-    return encoded.tobytes()
-
-
 def jpeg_data_url(rgb: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(rgb)).decode("ascii")
 
 
 def png_data_url(rgba: np.ndarray) -> str:
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]]))
-    if not ok:
-        raise ImgprovError("cannot encode a PNG picture")
-    return "data:image/png;base64," + base64.b64encode(encoded.tobytes()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(png_bytes(rgba)).decode("ascii")
