@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -28,7 +28,7 @@ from imgprov.errors import ImageError, ModelMissing, PresetError
 from imgprov.presets import lookup
 
 ModelName = Literal["sscd", "sscd_distilled"]
-MODELS: tuple[ModelName, ...] = ("sscd", "sscd_distilled")
+MODELS: tuple[ModelName, ...] = get_args(ModelName)
 
 EMBEDDING_DIM = 512
 TRUNK_STRIDE = 32

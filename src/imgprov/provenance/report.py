@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal, get_args
 
 from imgprov import __version__
 from imgprov.provenance.agreement import compare_credentials
@@ -23,7 +24,8 @@ from imgprov.provenance.credentials import ContentCredentials
 REPORT_SCHEMA = "imgprov.provenance-report/1"
 REPORT_ASSERTION = "org.imgprov.provenance-report"
 COMPOSITE_SOURCE = "http://cv.iptc.org/newscodes/digitalsourcetype/composite"
-SIGNING_ALGORITHMS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
+SigningAlgorithm = Literal["es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519"]
+SIGNING_ALGORITHMS: tuple[SigningAlgorithm, ...] = get_args(SigningAlgorithm)
 
 
 class Relationship(StrEnum):
@@ -68,7 +70,7 @@ class SigningCredentials:
 
     certificate_chain_pem: bytes
     private_key_pem: bytes
-    algorithm: str = "es256"
+    algorithm: SigningAlgorithm = "es256"
     timestamp_url: str | None = None
 
     def __post_init__(self) -> None:
