@@ -62,11 +62,16 @@ class ImageCollection:
         self.trust = TrustAnchors.from_file(trust_anchors) if trust_anchors is not None else None
         self._store: Store | None = None
 
-    def index(self, paths: str | Path | Iterable[str | Path], *, batch_size: int = 32) -> IndexReport:
-        """Add image files, or folders searched recursively; `failed` also lists the paths skipped."""
+    def index(
+        self, paths: str | Path | Iterable[str | Path], *, batch_size: int = 32, workers: int | None = None
+    ) -> IndexReport:
+        """Add image files, or folders searched recursively; `failed` also lists the paths skipped.
+
+        Unchanged files are skipped and changed ones replaced; workers: extraction threads (all cores).
+        """
         files, skipped = discover_images([Path(path) for path in _as_list(paths)])
         with store_writer(self.db, presets=self.presets) as writable:
-            report = index_paths(writable, files, batch_size=batch_size, trust=self.trust)
+            report = index_paths(writable, files, batch_size=batch_size, workers=workers, trust=self.trust)
         self._forget_snapshot()
         return dataclasses.replace(report, failed=skipped + report.failed)
 

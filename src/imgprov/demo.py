@@ -1,5 +1,5 @@
 """`make demo`: index real photos, make a recompressed, a flipped, a spliced and an unrelated query,
-search them all and print what was found.
+search them all through the Python API (`imgprov.open`) and print what was found.
 
 The originals are the 14 scikit-image photos of the benchmark corpus (installed with scikit-image),
 plus up to 20 corpus photos when `make corpus` has fetched them.
@@ -18,16 +18,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from imgprov import presets
+import imgprov
 from imgprov.errors import ImgprovError
-from imgprov.extract.models import sscd_extractor
 from imgprov.images import load_image
-from imgprov.indexing.pipeline import discover_images, index_paths
 from imgprov.pictures.raster import write_png
 from imgprov.pictures.search import draw_vote_map
 from imgprov.results import SearchResult
-from imgprov.search.pipeline import search
-from imgprov.storage.embedded.collection import Collection
 
 SKIMAGE_PHOTOS = (
     "astronaut.png",
@@ -121,22 +117,15 @@ def run_demo(workdir: Path, corpus_limit: int = 20) -> list[tuple[DemoQuery, Sea
     """Index the originals into `workdir/db`, search every query, write vote maps beside them."""
     originals = collect_originals(workdir / "originals", corpus_limit)
     queries = make_queries(workdir / "originals", workdir / "queries")
-    files, _ = discover_images(originals)
-    with Collection.writer(workdir / "db") as collection:
-        report = index_paths(collection, files)
-    if report.failed:
-        raise ImgprovError(f"could not index {report.failed[0][0]}: {report.failed[0][1]}")
-    collection = Collection.open(workdir / "db")
-    conf = presets.search()
-    embedder = sscd_extractor(collection.global_conf) if collection.global_conf else None
     results = []
-    for query in queries:
-        image = load_image(query.path)
-        result = search(
-            collection, image.pixels, conf, top_k=5, query_name=str(query.path), embedder=embedder
-        )
-        write_png(query.path.with_suffix(".votes.png"), draw_vote_map(image.pixels, result))
-        results.append((query, result))
+    with imgprov.open(workdir / "db") as collection:
+        report = collection.index(originals)
+        if report.failed:
+            raise ImgprovError(f"could not index {report.failed[0][0]}: {report.failed[0][1]}")
+        for query in queries:
+            result = collection.search(query.path, top_k=5)
+            write_png(query.path.with_suffix(".votes.png"), draw_vote_map(_read(query.path), result))
+            results.append((query, result))
     return results
 
 
