@@ -19,6 +19,7 @@ from rich.table import Table
 from imgprov import __version__, presets
 from imgprov.cli.compare import explain_top_match, print_comparison
 from imgprov.cli.compare import register as register_compare
+from imgprov.cli.options import DbOption, TrustOption
 from imgprov.cli.report import provenance_report
 from imgprov.cli.serve import register as register_serve
 from imgprov.compare.conf import compare_preset
@@ -37,7 +38,6 @@ from imgprov.results import SearchResult
 from imgprov.search.pipeline import search as run_search
 from imgprov.storage import open_store, store_writer
 from imgprov.storage.check import check_store
-from imgprov.storage.embedded.catalogue import default_db_dir
 from imgprov.storage.embedded.collection import CollectionPresets
 from imgprov.storage.info import image_info, store_info
 from imgprov.storage.migrate import migrate as run_migration
@@ -52,20 +52,6 @@ app = typer.Typer(
 )
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
-
-TrustOption = Annotated[
-    Path | None,
-    typer.Option("--trust-anchors", help="PEM file of C2PA trust anchors: signers they certify are trusted."),
-]
-DbOption = Annotated[
-    str,
-    typer.Option(
-        "--db",
-        help="Index directory, or milvus://HOST:PORT/NAME?sql=postgresql://USER@HOST:PORT/DB (or sqlite:///FILE).",
-        default_factory=lambda: str(default_db_dir()),
-        show_default="~/.local/share/imgprov",
-    ),
-]
 
 
 @app.command()

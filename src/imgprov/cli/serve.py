@@ -11,25 +11,17 @@ from typing import Annotated
 import typer
 
 from imgprov import presets
+from imgprov.cli.options import DbOption
 from imgprov.compare import COMPARES, DEFAULT_COMPARE
 from imgprov.errors import ImgprovError
 from imgprov.service.settings import OPEN_SEARCH_ENV, TOKEN_ENV, ServiceSettings
-from imgprov.storage.embedded.catalogue import default_db_dir
 
 DEFAULTS = ServiceSettings(db=Path("."))
 INSTALL_HINT = "pip install 'imgprov[serve]'"
 
 
 def serve_command(
-    db: Annotated[
-        str,
-        typer.Option(
-            "--db",
-            help="Index directory, or milvus://HOST:PORT/NAME?sql=postgresql://USER@HOST:PORT/DB.",
-            default_factory=lambda: str(default_db_dir()),
-            show_default="~/.local/share/imgprov",
-        ),
-    ],
+    db: DbOption,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
     token: Annotated[
