@@ -1,4 +1,5 @@
-"""Extraction stage: local features (RootSIFT) and global descriptors (SSCD)."""
+"""Extraction stage: local features (`rootsift`), global descriptors (`sscd`) and EfficientNet-Lite0
+feature maps (`effnet`); `models` loads each model configuration once per process."""
 
 from imgprov.extract.rootsift import LocalFeatures, descriptors_as_float, extract_rootsift
 
