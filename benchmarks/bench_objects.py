@@ -73,8 +73,8 @@ from imgprov.objects.detector import Detector
 from imgprov.objects.retrieve import (
     Evidence,
     ExplainedRegion,
+    FusionScoring,
     ObjectHit,
-    fuse,
     fusion_features,
     search_objects,
 )
@@ -82,13 +82,14 @@ from imgprov.objects.stage import (
     HostAlignment,
     ImageObjects,
     ObjectStage,
-    VerifiedRegion,
     pick_host,
     searchable,
 )
 from imgprov.search.pipeline import find_candidates, search
+from imgprov.search.ranking import rank_candidates
 from imgprov.storage.embedded.collection import Collection, CollectionPresets
 from imgprov.storage.ids import vector_ids
+from imgprov.verify import VerifiedRegion
 
 CACHE_VERSION = "objects-bench-1"
 ABLATION_KS = (1, 2, 4, 8, 16)
@@ -269,13 +270,16 @@ def _answers_from_json(item: dict) -> StageAnswers:
     return StageAnswers(tuple(item["local_ids"]), candidates, item["cosines"], item["seconds"])
 
 
-def host_of(answers: StageAnswers, query_size: tuple[int, int], min_coverage: float) -> VerifiedRegion | None:
-    """The verified region that aligns the query with its host (`pick_host`); its image_id is the
-    index of the host in `answers.candidates`."""
+def host_of(
+    answers: StageAnswers, query_size: tuple[int, int], min_coverage: float
+) -> tuple[int, VerifiedRegion] | None:
+    """The verified region that aligns the query with its host (`pick_host`), with the index of the
+    host in `answers.candidates` (the cache keeps no inlier points)."""
+    empty = np.zeros((0, 2), np.float32)
     regions = [
-        VerifiedRegion(number, region.query_box, region.inliers, np.array(transform))
+        (number, VerifiedRegion(r.query_box, r.match_box, r.inliers, support, np.array(t), empty, empty))
         for number, candidate in enumerate(answers.candidates)
-        for region, transform in zip(candidate.regions, candidate.transforms, strict=True)
+        for r, support, t in zip(candidate.regions, candidate.supports, candidate.transforms, strict=True)
     ]
     return pick_host(regions, query_size, min_coverage)
 
@@ -335,8 +339,8 @@ def query_table(
         host = host_of(found, (pixels.shape[1], pixels.shape[0]), stage.conf.retrieval.host_min_coverage)
         alignment = None
         if host is not None:
-            host_path = setup.collection[found.candidates[host.image_id].image]
-            alignment = HostAlignment(load_image(host_path).pixels, host.query_to_match)
+            host_path = setup.collection[found.candidates[host[0]].image]
+            alignment = HostAlignment(load_image(host_path).pixels, host[1].transform)
         started = time.perf_counter()
         objects[query.query_id] = stage.query_objects(pixels, alignment)
         spent += time.perf_counter() - started
@@ -461,8 +465,10 @@ def fused_ranking(
     setup: Setup, evidence: list[Evidence], query_size: tuple[int, int], conf: ObjectConf, reported: bool
 ) -> list[str]:
     """Bench ids best first: every candidate (`reported` False) or only the reported matches."""
-    matches = fuse(evidence, query_size, conf.retrieval, top_k=len(evidence), keep_all=not reported)
-    return [setup.ids[match.image_id] for match in matches]
+    ranked = rank_candidates(
+        evidence, FusionScoring(conf.retrieval), top_k=len(evidence), unconfirmed=not reported
+    )
+    return [setup.ids[item.candidate.image_id] for item in ranked]
 
 
 def score(setup: Setup, rankings: dict[str, Sequence[str]]) -> dict[str, float]:

@@ -40,7 +40,7 @@ from imgprov import presets
 from imgprov.demo import SKIMAGE_PHOTOS, skimage_data_dir
 from imgprov.errors import IndexStoreError
 from imgprov.presets import VectorIndexConf
-from imgprov.search.pipeline import search_local
+from imgprov.search.pipeline import search
 from imgprov.storage import WritableStore
 from imgprov.storage.check import check_collection
 from imgprov.storage.embedded.collection import Collection
@@ -502,7 +502,7 @@ def search_finds_itself(db: Path, path: str) -> list[str]:
     pixels = cv2.imread(path, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
     collection = Collection.open(db)
     try:
-        matches = search_local(collection, pixels, presets.search()).matches
+        matches = search(collection, pixels, presets.search(), stage="local").matches
     finally:
         collection.close()
     return [] if any(match.path == path for match in matches) else [f"a search for {path} does not find it"]

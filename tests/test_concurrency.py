@@ -31,7 +31,7 @@ from benchmarks.stress import LoadRequest, run_load
 from imgprov import presets
 from imgprov.errors import IndexBusy
 from imgprov.indexing.pipeline import discover_images, index_paths
-from imgprov.search.pipeline import search_local
+from imgprov.search.pipeline import search
 from imgprov.service.app import create_app
 from imgprov.service.server import background_server
 from imgprov.service.settings import ServiceSettings
@@ -77,7 +77,7 @@ def search_snapshot(collection: Store, rng: random.Random) -> Answer:
     """Search an exact copy of one image of the collection's snapshot."""
     snapshot = listed_images(collection)
     query = rng.choice(sorted(snapshot))
-    matches = search_local(collection, pixels_of(query), presets.search()).matches
+    matches = search(collection, pixels_of(query), presets.search(), stage="local").matches
     return Answer(snapshot, query, tuple(match.path for match in matches), listed_images(collection))
 
 

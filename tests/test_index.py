@@ -13,7 +13,7 @@ from imgprov import presets
 from imgprov.errors import IndexBusy, IndexUnwritable, PresetError
 from imgprov.indexing.pipeline import discover_images, index_paths, remove_paths
 from imgprov.presets import VectorIndexConf
-from imgprov.search.pipeline import search_local
+from imgprov.search.pipeline import search
 from imgprov.storage import Store, open_store, store_writer
 from imgprov.storage.check import check_store
 from imgprov.storage.embedded.catalogue import Catalogue
@@ -77,7 +77,7 @@ def test_remove_deletes_images_and_their_vectors(new_db, tmp_path, originals):
     collection = open_store(db)
     assert collection.catalogue.image_count() == 3
     assert check_store(collection, repair=False).ok
-    result = search_local(collection, jpeg(photo("rocket.jpg"), 70), presets.search())
+    result = search(collection, jpeg(photo("rocket.jpg"), 70), presets.search(), stage="local")
     assert result.matches == ()
 
 
@@ -99,7 +99,7 @@ def test_failed_transaction_leaves_the_previous_index_readable(tmp_path, origina
     assert collection.catalogue.image_count() == 1
     assert sorted(path.name for path in db.glob("*.faiss*")) == sorted(state.file for state in before)
     assert check_store(collection, repair=False).ok
-    assert search_local(collection, photo("astronaut.png"), presets.search()).matches
+    assert search(collection, photo("astronaut.png"), presets.search(), stage="local").matches
 
 
 def test_exact_index_becomes_approximate_when_large_and_it_is_recorded(new_db, originals, monkeypatch):
@@ -113,7 +113,7 @@ def test_exact_index_becomes_approximate_when_large_and_it_is_recorded(new_db, o
     assert changes[0]["from"].lower().startswith("flat") and not changes[-1]["to"].lower().startswith("flat")
     assert store_info(collection)["local_index_layout"] == changes[-1]["to"]
     assert check_store(collection, repair=False).ok
-    best = search_local(collection, jpeg(photo("chelsea.png"), 60), presets.search()).matches[0]
+    best = search(collection, jpeg(photo("chelsea.png"), 60), presets.search(), stage="local").matches[0]
     assert best.path.endswith("chelsea.png")
 
 

@@ -1,5 +1,5 @@
 """The object stage (OE-SIR): ROIAlign, GeM, whitening, Eq. 7/8, proposals, splice localization,
-fusion and roles, the overlay, and a composite of two real photos found through its objects."""
+fusion and roles, and a composite of two real photos found through its objects."""
 
 from __future__ import annotations
 
@@ -30,25 +30,24 @@ from imgprov.objects.conf import (
 from imgprov.objects.detector import Detector, decode_detections, model_path
 from imgprov.objects.embed import ObjectWhitening, gem, roi_align
 from imgprov.objects.localize import unexplained_regions
-from imgprov.objects.overlay import draw_provenance
 from imgprov.objects.proposals import grid_boxes, propose
 from imgprov.objects.retrieve import (
-    ROLE_DONOR,
-    ROLE_HOST,
     Evidence,
     ExplainedRegion,
-    FusedMatch,
+    FusionScoring,
     ObjectHit,
-    fuse,
     image_hits,
     search_objects,
 )
-from imgprov.objects.stage import HostAlignment, ObjectStage, VerifiedRegion, pick_host, searchable
+from imgprov.objects.stage import HostAlignment, ObjectStage, pick_host, searchable
+from imgprov.results import Match, Role
 from imgprov.search.pipeline import find_candidates, search
+from imgprov.search.ranking import ranked_matches
 from imgprov.storage import Store, open_store, store_writer
 from imgprov.storage.check import check_store
 from imgprov.storage.embedded.collection import CollectionPresets
 from imgprov.storage.ids import split_ids, vector_ids
+from imgprov.verify import VerifiedRegion
 from tests.support import jpeg, photo, write_jpeg
 
 
@@ -165,9 +164,15 @@ def test_detector_finds_the_astronaut():
     assert box_iou(detections.boxes[:1].astype(np.float64), np.array([[0.0, 0.0, 380.0, 512.0]]))[0, 0] > 0.7
 
 
+def _verified(box: tuple[float, float, float, float], inliers: int) -> VerifiedRegion:
+    """A verified region of the query with the identity transform (no inlier points needed)."""
+    empty = np.zeros((0, 2), np.float32)
+    return VerifiedRegion(box, box, inliers, 0.5, np.eye(3), empty, empty)
+
+
 def test_pick_host_prefers_the_region_covering_most_of_the_query():
-    small = VerifiedRegion(1, (0.0, 0.0, 40.0, 40.0), 300, np.eye(3))
-    large = VerifiedRegion(2, (0.0, 0.0, 90.0, 80.0), 60, np.eye(3))
+    small = (1, _verified((0.0, 0.0, 40.0, 40.0), 300))
+    large = (2, _verified((0.0, 0.0, 90.0, 80.0), 60))
     assert pick_host([small, large], (100, 100), min_coverage=0.25) is large
     assert pick_host([small], (100, 100), min_coverage=0.25) is None
 
@@ -182,6 +187,20 @@ def test_unexplained_regions_find_a_pasted_region():
     assert len(boxes) >= 1
     assert box_iou(boxes[:1].astype(np.float64), np.array([[200.0, 300.0, 360.0, 420.0]]))[0, 0] > 0.7
     assert len(unexplained_regions(jpeg(host, 80), host, np.eye(3))) == 0
+
+
+def _fused(
+    evidence: list[Evidence], query_size: tuple[int, int], conf: RetrievalConf, unconfirmed: bool = False
+) -> tuple[list[Match], list[Match]]:
+    """The matches and unconfirmed candidates the ranker makes of the evidence with the fusion model."""
+    return ranked_matches(
+        evidence, FusionScoring(conf), query_size, _paths, top_k=10, unconfirmed=unconfirmed
+    )
+
+
+def _paths(image_ids: list[int]) -> dict[int, str]:
+    """A made-up file for each image id."""
+    return {image_id: f"/{image_id}.png" for image_id in image_ids}
 
 
 def test_fusion_ranks_and_gives_roles():
@@ -204,12 +223,13 @@ def test_fusion_ranks_and_gives_roles():
         bias=-5.0, local=1.0, support=1.0, cosine=2.0, os2os=1.0, objects=6.0, threshold=0.5
     )
     conf = RetrievalConf(fusion=weights)
-    matches = fuse([stranger, donor, host], (100, 100), conf)
-    assert [match.image_id for match in matches] == [1, 2]
-    assert [match.role for match in matches] == [ROLE_HOST, ROLE_DONOR]
-    assert matches[1].object_pair == (1, 3) and matches[1].coverage == pytest.approx(0.06)
-    ranked = fuse([stranger, donor, host], (100, 100), conf, keep_all=True)
-    assert [(m.image_id, m.confirmed) for m in ranked] == [(1, True), (2, True), (3, False)]
+    matches, below = _fused([stranger, donor, host], (100, 100), conf)
+    assert [match.image_id for match in matches] == [1, 2] and below == []
+    assert [match.role for match in matches] == [Role.HOST, Role.DONOR]
+    pair = matches[1].object_pair
+    assert (pair.query_object, pair.match_object) == (1, 3) and matches[1].coverage == pytest.approx(0.06)
+    matches, below = _fused([stranger, donor, host], (100, 100), conf, unconfirmed=True)
+    assert [m.image_id for m in matches] == [1, 2] and [(m.image_id, m.rank) for m in below] == [(3, 3)]
 
 
 def test_an_unconfirmed_candidate_is_never_the_host():
@@ -221,33 +241,26 @@ def test_an_unconfirmed_candidate_is_never_the_host():
         bias=-3.0, local=1.0, support=1.0, cosine=2.0, os2os=1.0, objects=6.0, threshold=0.6
     )
     conf = RetrievalConf(fusion=weights, host_cosine=0.8)
-    ranked = fuse([near_duplicate, donor], (100, 100), conf, keep_all=True)
-    assert [(m.image_id, m.confirmed) for m in ranked] == [(2, True), (1, False)]
-    assert ranked[1].regions[0].query_box == whole, "a near-duplicate explains the whole query"
-    assert [m.role for m in ranked] == [ROLE_DONOR, ROLE_DONOR], "the host must be a match"
+    matches, below = _fused([near_duplicate, donor], (100, 100), conf, unconfirmed=True)
+    assert [m.image_id for m in matches] == [2] and [m.image_id for m in below] == [1]
+    assert below[0].regions[0].query_box == whole, "a near-duplicate explains the whole query"
+    assert [m.role for m in matches + below] == [Role.DONOR, None], "the host must be a match"
 
 
-def test_overlay_outlines_regions():
-    query = photo("astronaut.png")
-    matches = fuse(
-        [
-            Evidence(
-                image_id=2,
-                cosine=0.1,
-                objects=ObjectHit(2, 0.2, 1, 0),
-                object_region=ExplainedRegion(
-                    (100.0, 100.0, 200.0, 220.0), (0.0, 0.0, 10.0, 10.0), "objects"
-                ),
-            )
-        ],
-        (query.shape[1], query.shape[0]),
-        RetrievalConf(),
-        keep_all=True,
+def test_a_donor_found_without_its_host_stays_a_donor():
+    query_size = (512, 512)
+    lone = Evidence(
+        image_id=2,
+        cosine=0.1,
+        objects=ObjectHit(2, 0.2, 1, 0),
+        object_region=ExplainedRegion((100.0, 100.0, 200.0, 220.0), (0.0, 0.0, 10.0, 10.0), "objects"),
     )
-    assert matches[0].role == ROLE_DONOR
-    picture = draw_provenance(query, matches, {2: "coffee.png"})
-    assert picture.shape == query.shape and picture.dtype == np.uint8
-    assert not np.array_equal(picture[150, 100], (query[150, 100] * 0.85).astype(np.uint8))
+    weights = FusionWeights(
+        bias=-5.0, local=1.0, support=1.0, cosine=2.0, os2os=1.0, objects=6.0, threshold=0.5
+    )
+    matches, _ = _fused([lone], query_size, RetrievalConf(fusion=weights))
+    assert [m.image_id for m in matches] == [2]
+    assert matches[0].coverage < RetrievalConf().host_coverage and matches[0].role == Role.DONOR
 
 
 def _paste_object(host: np.ndarray, donor: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -285,21 +298,18 @@ def object_index(photo_collection: Store) -> ObjectIndex:
     return ObjectIndex(stage, index, boxes, ids_by_name)
 
 
-def _provenance(collection: Store, objects: ObjectIndex, query: np.ndarray) -> list[FusedMatch]:
+def _provenance(collection: Store, objects: ObjectIndex, query: np.ndarray) -> list[Match]:
     """The search the lead wires in: imgprov's stages, the host's unexplained regions, Eq. 7/8, fusion."""
     query_size = (query.shape[1], query.shape[0])
     conf = objects.stage.conf.retrieval
     found = find_candidates(collection, query, presets.search(), stage="both")
-    verified = [
-        VerifiedRegion(c.image_id, r.query_box, r.inliers, r.transform)
-        for c in found.items
-        for r in c.regions
-    ]
+    verified = [(c.image_id, r) for c in found.items for r in c.regions]
     host = pick_host(verified, query_size, conf.host_min_coverage)
     alignment = None
     if host is not None:
+        host_id, region = host
         alignment = HostAlignment(
-            load_image(collection.images([host.image_id])[host.image_id].path).pixels, host.query_to_match
+            load_image(collection.images([host_id])[host_id].path).pixels, region.transform
         )
     query_objects = objects.stage.query_objects(query, alignment)
     hits = search_objects(objects.index, searchable(query_objects.vectors, None), conf.neighbours)
@@ -326,7 +336,10 @@ def _provenance(collection: Store, objects: ObjectIndex, query: np.ndarray) -> l
             hit.image_id, Evidence(hit.image_id, cosine=float(stored[hit.image_id] @ embedding))
         )
         evidence[hit.image_id] = replace(current, objects=hit, object_region=region)
-    return fuse(list(evidence.values()), query_size, conf)
+    matches, _ = ranked_matches(
+        list(evidence.values()), FusionScoring(conf), query_size, _paths, top_k=10, unconfirmed=False
+    )
+    return matches
 
 
 @pytest.mark.parametrize(
@@ -338,10 +351,10 @@ def test_a_pasted_object_retrieves_host_and_donor(photo_collection, object_index
     matches = _provenance(photo_collection, object_index, query)
     names = {image_id: name for name, image_id in object_index.ids_by_name.items()}
     reported = [names[match.image_id] for match in matches]
-    assert reported[0] == host_name and matches[0].role == ROLE_HOST
+    assert reported[0] == host_name and matches[0].role == Role.HOST
     assert donor_name in reported[:10]
     donor = matches[reported.index(donor_name)]
-    assert donor.role == ROLE_DONOR
+    assert donor.role == Role.DONOR
     overlaps = box_iou(
         np.array([region.query_box for region in donor.regions]), np.array([pasted], np.float64)
     )
@@ -376,10 +389,10 @@ def test_search_of_an_index_with_objects_finds_host_and_donor(objects_db, host_n
     finally:
         collection.close()
     names = [Path(match.path).name for match in result.matches]
-    assert names[0] == host_name and result.matches[0].role == ROLE_HOST
+    assert names[0] == host_name and result.matches[0].role == Role.HOST
     assert donor_name in names
     donor = result.matches[names.index(donor_name)]
-    assert donor.role == ROLE_DONOR
+    assert donor.role == Role.DONOR
     boxes = np.array([region.query_box for region in donor.regions], np.float64)
     assert box_iou(boxes, np.array([pasted], np.float64)).max() > 0.5
     assert "objects" in result.timings

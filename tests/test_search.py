@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from imgprov import presets
-from imgprov.search.pipeline import search_local
+from imgprov.geometry import query_coverage
+from imgprov.results import Match, MatchRegion, Role
+from imgprov.search.pipeline import search
+from imgprov.search.ranking import assign_roles
 from tests.support import jpeg, photo
 
 ORIGINALS = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg"]
@@ -54,7 +57,7 @@ BENIGN = {
 @pytest.mark.parametrize("name", ORIGINALS)
 def test_original_is_first_for_benign_copies(photo_collection, name, transform):
     query = jpeg(BENIGN[transform](photo(name)), 85)
-    result = search_local(photo_collection, query, presets.search())
+    result = search(photo_collection, query, presets.search(), stage="local")
     assert result.matches, f"no match for {transform} {name}"
     assert result.matches[0].path.endswith(name)
     assert result.matches[0].rank == 1
@@ -81,7 +84,7 @@ def test_composite_returns_host_and_donor_with_the_donor_region(photo_collection
     donor = photo("astronaut.png")
     patch = cv2.resize(donor[30:260, 130:360], (180, 180), interpolation=cv2.INTER_AREA)
     composite, pasted_box = paste(photo("coffee.png"), patch, (380, 120))
-    result = search_local(photo_collection, jpeg(composite, 75), presets.search())
+    result = search(photo_collection, jpeg(composite, 75), presets.search(), stage="local")
     found = {match.path.rsplit("/", 1)[-1]: match for match in result.matches}
     assert result.matches[0].path.endswith("coffee.png")
     assert "astronaut.png" in found
@@ -91,14 +94,26 @@ def test_composite_returns_host_and_donor_with_the_donor_region(photo_collection
 def test_image_not_in_the_collection_gives_no_match(photo_collection):
     from imgprov.demo import UNRELATED_PHOTO
 
-    result = search_local(photo_collection, jpeg(photo(UNRELATED_PHOTO), 80), presets.search())
+    result = search(photo_collection, jpeg(photo(UNRELATED_PHOTO), 80), presets.search(), stage="local")
     assert result.matches == ()
 
 
 def test_region_transform_maps_query_to_original(photo_collection):
     original = photo("chelsea.png")
     query = jpeg(resized(original), 90)
-    match = search_local(photo_collection, query, presets.search()).matches[0]
+    match = search(photo_collection, query, presets.search(), stage="local").matches[0]
     corner = np.array([[[100.0, 60.0]]])
     mapped = cv2.perspectiveTransform(corner, match.transform)[0, 0]
     assert np.allclose(mapped, [200.5, 120.5], atol=3.0)
+
+
+def test_roles_follow_coverage_not_rank():
+    def match(image_id: int, rank: int, box: tuple[float, float, float, float]) -> Match:
+        region = MatchRegion(query_box=box, match_box=box, score=0.9, inliers=50)
+        coverage = query_coverage([box], (200, 100), keypoint_boxes=True)
+        return Match(image_id, f"/{image_id}.png", rank, 0.9, 50, 1.0, (region,), coverage=coverage)
+
+    donor_first = [match(7, 1, (10, 10, 60, 60)), match(3, 2, (0, 0, 199, 99))]
+    assert [m.role for m in assign_roles(donor_first)] == [Role.DONOR, Role.HOST]
+    assert [m.role for m in assign_roles(donor_first, min_host_coverage=1.5)] == [Role.DONOR, Role.DONOR]
+    assert assign_roles([]) == []

@@ -21,8 +21,6 @@ from typer.testing import CliRunner
 from imgprov.cli.serve import register
 from imgprov.demo import UNRELATED_PHOTO, make_queries, skimage_data_dir
 from imgprov.errors import ImageTooLarge
-from imgprov.results import Match, MatchRegion, SearchResult
-from imgprov.service.adapters import DONOR, HOST, match_roles
 from imgprov.service.app import create_app
 from imgprov.service.originals import originals_folder
 from imgprov.service.server import background_server
@@ -107,7 +105,7 @@ def test_health_describes_the_collection(client):
 def test_search_finds_host_and_donor_of_a_splice(spliced_search):
     matches = spliced_search["matches"]
     assert [match["name"] for match in matches[:2]] == ["astronaut.png", "chelsea.png"]
-    assert [match["role"] for match in matches[:2]] == [HOST, DONOR]
+    assert [match["role"] for match in matches[:2]] == ["host", "donor"]
     assert matches[0]["coverage"] > 0.8 > matches[1]["coverage"]
     assert all("path" not in match for match in matches), "server paths are not disclosed"
     original = matches[0]["original"]
@@ -408,25 +406,6 @@ def test_page_loads_nothing_from_elsewhere():
 def test_unknown_routes_are_json_errors(client):
     assert_error(client.get("/v1/nothing"), 404)
     assert_error(client.put("/v1/search"), 405)
-
-
-def test_roles_without_search_roles_follow_coverage():
-    def match(image_id: int, rank: int, box: tuple[float, float, float, float]) -> Match:
-        region = MatchRegion(query_box=box, match_box=box, score=0.9, inliers=50)
-        return Match(
-            image_id=image_id,
-            path=f"/{image_id}.png",
-            rank=rank,
-            score=0.9,
-            inliers=50,
-            os2os=1.0,
-            regions=(region,),
-        )
-
-    donor_first = (match(7, 1, (10, 10, 60, 60)), match(3, 2, (0, 0, 200, 100)))
-    result = SearchResult(query="q", width=200, height=100, matches=donor_first, timings={})
-    assert match_roles(result) == {7: DONOR, 3: HOST}
-    assert match_roles(SearchResult(query="q", width=200, height=100, matches=(), timings={})) == {}
 
 
 @pytest.mark.parametrize(

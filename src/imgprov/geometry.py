@@ -1,9 +1,31 @@
-"""Box geometry shared by the object stage: (x0, y0, x1, y1) boxes in pixels, pixel k spanning [k, k + 1)."""
+"""Plane geometry shared by search, the object stage and compare: (3, 3) transforms of points,
+the mirror transform, and (x0, y0, x1, y1) boxes in pixels (pixel k spanning [k, k + 1)), with the
+one measure of how much of a query a set of boxes covers."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+Box = tuple[float, float, float, float]
+COVERAGE_GRID_SIDE = 256
+"""The union of several area boxes is counted on a grid of at most this many cells a side."""
+
+
+def flip_matrix(width: int) -> np.ndarray:
+    """(3, 3) float64 left-right mirror of an image `width` pixels wide (its own inverse)."""
+    return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def apply_matrix(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N, 2) float64: (N, 2) points under the affine part of a (3, 3) matrix."""
+    return points.astype(np.float64) @ matrix[:2, :2].T + matrix[:2, 2]
+
+
+def bounding_box(points: np.ndarray) -> Box:
+    """The smallest box holding (N, 2) points, N >= 1."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    return (float(low[0]), float(low[1]), float(high[0]), float(high[1]))
 
 
 def working_copy(image: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
@@ -43,8 +65,36 @@ def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return overlap / np.maximum(union, 1e-12)
 
 
-def box_fraction(box: tuple[float, float, float, float] | np.ndarray, size: tuple[int, int]) -> float:
-    """Fraction of a (width, height) image's area that a box covers (after clipping)."""
+def query_coverage(
+    boxes: np.ndarray | list[Box],
+    size: tuple[int, int],
+    *,
+    keypoint_boxes: bool = False,
+    when_empty: float = 0.0,
+) -> float:
+    """Fraction, in [0, 1], of a (width, height) query covered by the union of (N, 4) boxes.
+
+    Area boxes (the default; object boxes, the whole query): clipped to the query; one box counts
+    its exact area, a union is counted on a grid of at most `COVERAGE_GRID_SIDE` cells a side.
+    keypoint_boxes: the boxes bound keypoint positions (verified regions): every full-resolution
+    pixel from round(x0) to round(x1) inclusive is covered. Each search decision keeps the
+    convention it was calibrated with. when_empty: the value for no boxes.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return when_empty
     width, height = size
-    clipped = clip_boxes(np.asarray(box, np.float64).reshape(1, 4), size)
-    return float(box_areas(clipped)[0] / max(1.0, float(width * height)))
+    if keypoint_boxes:
+        cells = np.rint(boxes) + np.array([0.0, 0.0, 1.0, 1.0])
+        grid = (height, width)
+    else:
+        boxes = clip_boxes(boxes, size)
+        if len(boxes) == 1:
+            return float(box_areas(boxes)[0] / (width * height))
+        scale = min(1.0, COVERAGE_GRID_SIDE / max(width, height))
+        cells = np.rint(boxes * scale)
+        grid = (max(1, round(height * scale)), max(1, round(width * scale)))
+    covered = np.zeros(grid, bool)
+    for x0, y0, x1, y1 in np.maximum(cells, 0.0).astype(int):
+        covered[y0:y1, x0:x1] = True
+    return float(covered.mean())

@@ -3,10 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 
 Box = tuple[float, float, float, float]
+
+
+class Role(StrEnum):
+    """What a matched original is to the query: the host it was made from, or a donor of a region."""
+
+    HOST = "host"
+    DONOR = "donor"
+
+
+class RegionSource(StrEnum):
+    """What found a region: verified local features, an object pair (OE-SIR Eq. 8), or the global
+    descriptor alone (the whole query, for a near-duplicate)."""
+
+    LOCAL = "local"
+    OBJECTS = "objects"
+    GLOBAL = "global"
+
+
+class SearchStage(StrEnum):
+    """Which stages a search runs, and so which calibrated model scores its candidates."""
+
+    BOTH = "both"
+    LOCAL = "local"
+    GLOBAL = "global"
 
 
 @dataclass(frozen=True)
@@ -14,16 +39,14 @@ class MatchRegion:
     """A region of the query explained by a region of the matched image.
 
     query_box, match_box: (x0, y0, x1, y1) in query and match original pixels.
-    source: what found the region: "local" (verified local features), "objects" (the object pair
-    of OE-SIR Eq. 8: query object -> collection object) or "global" (the whole query, for a
-    near-duplicate found by its global descriptor alone).
+    source: what found the region (`RegionSource`).
     """
 
     query_box: Box
     match_box: Box
     score: float
     inliers: int
-    source: str = "local"
+    source: RegionSource = RegionSource.LOCAL
 
     def to_json(self) -> dict:
         return {
@@ -36,13 +59,38 @@ class MatchRegion:
 
 
 @dataclass(frozen=True)
+class ObjectPair:
+    """The closest pair of objects through which the object stage found an image (OE-SIR Eq. 7, 8).
+
+    query_object, match_object: the pair's indices among the query's and the image's objects;
+    query_box, match_box: their (x0, y0, x1, y1) boxes in query and match pixels; distance: the
+    pair's squared L2 distance.
+    """
+
+    query_object: int
+    match_object: int
+    query_box: Box
+    match_box: Box
+    distance: float
+
+    def to_json(self) -> dict:
+        return {
+            "query_object": self.query_object,
+            "match_object": self.match_object,
+            "query_box": [round(v, 1) for v in self.query_box],
+            "match_box": [round(v, 1) for v in self.match_box],
+            "distance": round(self.distance, 4),
+        }
+
+
+@dataclass(frozen=True)
 class Match:
     """One original found for a query; `transform` maps query pixels to the original's, (3, 3).
 
-    role: "host" for the match whose regions cover most of the query, "donor" for the others.
+    role: host for the match whose regions cover most of the query, donor for the others, None
+    for a candidate below the match threshold (`imgprov.search.ranking.assign_roles`).
     coverage: the fraction of the query's area its regions cover.
-    object_pair: when the object stage found the image (OE-SIR Eq. 7, 8): the query object and
-    the match's object of the closest pair, their boxes and squared distance.
+    object_pair: the object pair that found the image, when the object stage did.
     """
 
     image_id: int
@@ -56,9 +104,9 @@ class Match:
     transform: np.ndarray | None = field(default=None, compare=False)
     provenance: dict | None = None
     agreement: dict | None = None
-    role: str | None = None
+    role: Role | None = None
     coverage: float = 0.0
-    object_pair: dict | None = None
+    object_pair: ObjectPair | None = None
 
     def to_json(self) -> dict:
         return {
@@ -72,7 +120,7 @@ class Match:
             "os2os": round(self.os2os, 4),
             "cosine": None if self.cosine is None else round(self.cosine, 4),
             "regions": [region.to_json() for region in self.regions],
-            "object_pair": self.object_pair,
+            "object_pair": self.object_pair.to_json() if self.object_pair is not None else None,
             "provenance": self.provenance,
             "agreement": self.agreement,
         }

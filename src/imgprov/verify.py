@@ -15,9 +15,8 @@ import cv2
 import numpy as np
 
 from imgprov.extract.rootsift import LocalFeatures, descriptors_as_float
+from imgprov.geometry import Box, apply_matrix, bounding_box
 from imgprov.presets import VerifyConf
-
-Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -38,6 +37,22 @@ class VerifiedRegion:
     transform: np.ndarray
     query_points: np.ndarray
     match_points: np.ndarray
+
+    def mapped_to(self, view_to_query: np.ndarray) -> VerifiedRegion:
+        """This region, verified in a view of the query, in the query's own frame.
+
+        view_to_query: (3, 3) float64 mapping the view's pixels to the query's.
+        """
+        query_points = apply_matrix(view_to_query, self.query_points).astype(np.float32)
+        return VerifiedRegion(
+            query_box=bounding_box(query_points),
+            match_box=self.match_box,
+            inliers=self.inliers,
+            support=self.support,
+            transform=self.transform @ np.linalg.inv(view_to_query),
+            query_points=query_points,
+            match_points=self.match_points,
+        )
 
 
 def ratio_matches(query: LocalFeatures, candidate: LocalFeatures, ratio: float) -> np.ndarray:
@@ -75,8 +90,8 @@ def verify_pair(
             break
         transform, inlier_mask = found
         inliers = remaining[inlier_mask]
-        region_box = _box(query_points[inliers])
-        match_box = _box(match_points[inliers])
+        region_box = bounding_box(query_points[inliers])
+        match_box = bounding_box(match_points[inliers])
         keypoints_inside = min(
             int(_inside(query.keypoints, region_box).sum()),
             int(_inside(candidate.keypoints, match_box).sum()),
@@ -126,7 +141,7 @@ def _fit_transform(
 
 def _plausible(homography: np.ndarray, source: np.ndarray) -> bool:
     """Reject homographies that fold, flip perspective or scale area by more than 10^4."""
-    corners = np.array(_corners(_box(source)), dtype=np.float64)
+    corners = np.array(_corners(bounding_box(source)), dtype=np.float64)
     mapped = cv2.perspectiveTransform(corners[None], homography)[0]
     area_before = _polygon_area(corners)
     area_after = _polygon_area(mapped)
@@ -151,11 +166,6 @@ def _unique_pairs(pairs: np.ndarray) -> np.ndarray:
     pairs = pairs[np.sort(first_query)]
     _, first_candidate = np.unique(pairs[:, 1], return_index=True)
     return pairs[np.sort(first_candidate)]
-
-
-def _box(points: np.ndarray) -> Box:
-    low, high = points.min(axis=0), points.max(axis=0)
-    return (float(low[0]), float(low[1]), float(high[0]), float(high[1]))
 
 
 def _inside(points: np.ndarray, box: Box) -> np.ndarray:

@@ -27,6 +27,7 @@ import numpy as np
 from imgprov.compare import deep
 from imgprov.compare.conf import AlignConf
 from imgprov.extract.rootsift import LocalFeatures, extract_rootsift
+from imgprov.geometry import flip_matrix
 from imgprov.verify import ratio_matches
 
 SIFT_SPATIAL_BINS = 4
@@ -119,11 +120,6 @@ def _mirrored_bin_order() -> np.ndarray:
 
 
 _MIRRORED_BINS = _mirrored_bin_order()
-
-
-def flip_matrix(width: int) -> np.ndarray:
-    """(3, 3) float64 left-right mirror of an image `width` pixels wide (its own inverse)."""
-    return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
 def estimate_transform(

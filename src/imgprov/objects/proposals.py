@@ -8,7 +8,7 @@ grid: the R-MAC region layout (Tolias et al.): at level l an l x l grid of overl
     2 / (l + 1) of the image's width and height, level by level, central regions first. It knows
     nothing of the image's content.
 selective: OpenCV's selective search (single strategy: colour, texture, size and fill similarities
-    over one Felzenszwalb segmentation; its "fast" mode costs ten times more), in its own order.
+    over one Felzenszwalb segmentation; its "fast" mode costs far more), in its own order.
 saliency: blobs of the spectral-residual saliency map (Hou & Zhang), thresholded at several levels,
     ranked by the saliency they hold.
 detector: COCO detections of CenterNet (`imgprov.objects.detector`), by confidence.

@@ -10,21 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
 import numpy as np
 
 from imgprov.extract.effnet import EffNetFeatures
 from imgprov.extract.sscd import SSCDExtractor
-from imgprov.geometry import clip_boxes
+from imgprov.geometry import clip_boxes, query_coverage
 from imgprov.objects.conf import ObjectConf
 from imgprov.objects.detector import Detector
 from imgprov.objects.embed import ObjectEmbedder, ObjectWhitening
 from imgprov.objects.localize import unexplained_regions
 from imgprov.objects.proposals import propose
+from imgprov.verify import VerifiedRegion
 
-KIND_WHOLE = "whole"
-KIND_PROPOSAL = "proposal"
-KIND_UNEXPLAINED = "unexplained"
+
+class ObjectKind(StrEnum):
+    """What an object's box is: the whole image, a proposal, or a region the host does not explain."""
+
+    WHOLE = "whole"
+    PROPOSAL = "proposal"
+    UNEXPLAINED = "unexplained"
 
 
 @dataclass(frozen=True)
@@ -34,12 +40,12 @@ class ImageObjects:
     boxes: (k, 4) float32 (x0, y0, x1, y1) in the image's original pixels.
     vectors: (k, D0) float32 raw object vectors, L2-normalized (what a collection stores; search
         uses `searchable(vectors, whitening)`).
-    kinds: (k,) what each box is: "whole", "proposal" or "unexplained" (by the host).
+    kinds: (k,) what each box is.
     """
 
     boxes: np.ndarray
     vectors: np.ndarray
-    kinds: tuple[str, ...]
+    kinds: tuple[ObjectKind, ...]
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -54,33 +60,19 @@ class HostAlignment:
     query_to_host: np.ndarray
 
 
-@dataclass(frozen=True)
-class VerifiedRegion:
-    """A region of the query that local features verified against a collection image.
-
-    query_box: (x0, y0, x1, y1) in query pixels; query_to_match: (3, 3) float64 transform from
-    query pixels to the collection image's pixels.
-    """
-
-    image_id: int
-    query_box: tuple[float, float, float, float]
-    inliers: int
-    query_to_match: np.ndarray
-
-
 def pick_host(
-    regions: Sequence[VerifiedRegion], query_size: tuple[int, int], min_coverage: float
-) -> VerifiedRegion | None:
-    """The verified region covering most of a (width, height) query, most inliers breaking ties;
-    None when none covers `min_coverage` of it. Its image is the host Eq. 9 compares against."""
-    width, height = query_size
+    regions: Sequence[tuple[int, VerifiedRegion]], query_size: tuple[int, int], min_coverage: float
+) -> tuple[int, VerifiedRegion] | None:
+    """The (image id, verified region) whose region covers most of a (width, height) query, most
+    inliers breaking ties; None when none covers `min_coverage` of it. Its image is the host Eq. 9
+    compares against."""
     best, best_key = None, None
-    for region in regions:
-        x0, y0, x1, y1 = region.query_box
-        covered = max(0.0, x1 - x0) * max(0.0, y1 - y0) / max(1.0, float(width * height))
+    for entry in regions:
+        region = entry[1]
+        covered = query_coverage([region.query_box], query_size)
         key = (covered, region.inliers)
         if covered >= min_coverage and (best_key is None or key > best_key):
-            best, best_key = region, key
+            best, best_key = entry, key
     return best
 
 
@@ -107,7 +99,7 @@ class ObjectStage:
         """The objects of a collection image ((H, W, 3) uint8 RGB): its up to k proposals."""
         boxes = propose(pixels, self.conf.proposals, self.detector)
         kinds = tuple(
-            KIND_WHOLE if index == 0 and self.conf.proposals.whole_image else KIND_PROPOSAL
+            ObjectKind.WHOLE if index == 0 and self.conf.proposals.whole_image else ObjectKind.PROPOSAL
             for index in range(len(boxes))
         )
         return ImageObjects(boxes, self.embedder.embed(pixels, boxes), kinds)
@@ -117,20 +109,20 @@ class ObjectStage:
         `query_proposals` proposals (`fallback_proposals` when there is no host)."""
         height, width = pixels.shape[:2]
         boxes = [np.array([[0.0, 0.0, width, height]], np.float32)]
-        kinds = [KIND_WHOLE]
+        kinds = [ObjectKind.WHOLE]
         if host is not None:
             regions = unexplained_regions(
                 pixels, host.pixels, host.query_to_host, self.conf.retrieval.localize
             )
             boxes.append(regions)
-            kinds += [KIND_UNEXPLAINED] * len(regions)
+            kinds += [ObjectKind.UNEXPLAINED] * len(regions)
         retrieval = self.conf.retrieval
         extra = retrieval.query_proposals if host is not None else retrieval.fallback_proposals
         if extra > 0:
             proposals = propose(pixels, replace(self.conf.proposals, max_objects=extra + 1), self.detector)
             proposals = proposals[1:] if self.conf.proposals.whole_image else proposals
             boxes.append(proposals[:extra])
-            kinds += [KIND_PROPOSAL] * len(proposals[:extra])
+            kinds += [ObjectKind.PROPOSAL] * len(proposals[:extra])
         stacked = clip_boxes(np.concatenate(boxes), (width, height)).astype(np.float32)
         return ImageObjects(stacked, self.embedder.embed(pixels, stacked), tuple(kinds))
 

@@ -1,95 +1,44 @@
 """Search stage: find the originals a query is made of.
 
-Local search: RootSIFT of the query (and of its mirror image, so flipped copies are found), k-NN of
-every descriptor over the whole collection, OS2OS voting to shortlist images and find the objects
-they share with the query, then MAGSAC verification of the best candidates. A candidate without a
-verified region is not a match; a query without any match gets an empty result (no original in
-the collection).
+The steps, in order: the query's global embedding and its nearest neighbours; then, for each view
+of the query in turn (the query itself, its mirror image, its photometric restoration) until
+verified regions cover enough of it, RootSIFT features, k-NN of every descriptor over the whole
+collection and OS2OS voting to shortlist images and find the objects they share with the query,
+then MAGSAC verification of the best candidates; in an index with objects, the object stage
+(`imgprov.search.objects`); last, the match decision (`imgprov.search.ranking`). A candidate
+without a verified region is not a match unless its global descriptor makes it one; a query
+without any match gets an empty result (no original in the collection).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import numpy as np
 
 from imgprov.errors import IndexStoreError, PresetError
 from imgprov.extract.restore import restore_photometry
-from imgprov.extract.rootsift import LocalFeatures, descriptors_as_float, extract_rootsift
+from imgprov.extract.rootsift import descriptors_as_float, extract_rootsift
 from imgprov.extract.sscd import SSCDExtractor
+from imgprov.geometry import apply_matrix, flip_matrix, query_coverage
 from imgprov.presets import SearchConf
 from imgprov.provenance import ContentCredentials, compare_credentials
-from imgprov.results import Match, MatchRegion, SearchResult, VotePoint
-from imgprov.search.calibration import MatchModel, match_model
-from imgprov.search.objects import object_matches
+from imgprov.results import Match, SearchResult, SearchStage, VotePoint
+from imgprov.search.calibration import match_model
+from imgprov.search.candidates import Candidate, Candidates, QueryView
+from imgprov.search.objects import object_evidence
 from imgprov.search.os2os import CandidateVotes, os2os_candidates
+from imgprov.search.ranking import CalibratedScoring, ranked_matches
 from imgprov.storage.embedded.collection import Collection
 from imgprov.storage.ids import split_ids
-from imgprov.verify import VerifiedRegion, verify_pair
+from imgprov.verify import verify_pair
 
-
-@dataclass(frozen=True)
-class QueryView:
-    """The query, or its mirror image, with features in the view's own pixel frame.
-
-    to_query: (3, 3) float64 mapping view pixels to query pixels.
-    """
-
-    features: LocalFeatures
-    to_query: np.ndarray
-
-    def region_in_query_frame(self, region: VerifiedRegion) -> VerifiedRegion:
-        """Map a region verified in this view's frame to the query's frame."""
-        query_points = _apply(self.to_query, region.query_points).astype(np.float32)
-        return VerifiedRegion(
-            query_box=_bounding_box(query_points),
-            match_box=region.match_box,
-            inliers=region.inliers,
-            support=region.support,
-            transform=region.transform @ np.linalg.inv(self.to_query),
-            query_points=query_points,
-            match_points=region.match_points,
-        )
-
-
-STAGES = ("both", "local", "global")
-
-
-@dataclass
-class Candidate:
-    """What the stages found about one collection image: OS2OS votes, cosine, verified regions."""
-
-    image_id: int
-    votes: CandidateVotes | None = None
-    view: QueryView | None = None
-    cosine: float | None = None
-    regions: list[VerifiedRegion] = field(default_factory=list)
-
-    def features(self) -> dict[str, float]:
-        """The inputs of the calibrated match model (`imgprov.search.calibration.MATCH_FEATURES`)."""
-        return {
-            "log_inliers": math.log1p(sum(region.inliers for region in self.regions)),
-            "support": max((region.support for region in self.regions), default=0.0),
-            "cosine": self.cosine if self.cosine is not None else 0.0,
-        }
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """Every collection image a query's stages found, before the match decision.
-
-    model_stage: which calibrated model scores them ("local", "global" or "both").
-    """
-
-    items: list[Candidate]
-    model_stage: str
-    votes: tuple[VotePoint, ...]
-    timings: dict[str, float]
-    embedding: np.ndarray | None = None
+STAGES = tuple(SearchStage)
+ViewMaker = Callable[[np.ndarray, Collection], QueryView | None]
+Shortlist = list[tuple[QueryView, CandidateVotes]]
 
 
 def find_candidates(
@@ -97,61 +46,72 @@ def find_candidates(
     pixels: np.ndarray,
     conf: SearchConf,
     *,
-    stage: str = "both",
+    stage: str = SearchStage.BOTH,
     embedder: SSCDExtractor | None = None,
 ) -> Candidates:
     """Run the stages of `search` and return what they found about each candidate."""
     if stage not in STAGES:
         raise PresetError(f"unknown search stage {stage!r}; valid: {', '.join(STAGES)}")
-    if stage == "global" and collection.global_set is None:
+    if stage == SearchStage.GLOBAL and collection.global_set is None:
         raise IndexStoreError(f"{collection.root}: this index has no global descriptors (--global none)")
-    if stage == "local" and collection.local_index() is None:
+    if stage == SearchStage.LOCAL and collection.local_index() is None:
         raise IndexStoreError(f"{collection.root}: this index has no local vector index (--vectors none)")
-    use_local = stage in ("local", "both")
-    use_global = stage in ("global", "both") and collection.global_set is not None
+    use_local = stage in (SearchStage.LOCAL, SearchStage.BOTH)
+    use_global = stage in (SearchStage.GLOBAL, SearchStage.BOTH) and collection.global_set is not None
     timings: dict[str, float] = {}
     clock = _Clock(timings)
     candidates: dict[int, Candidate] = {}
+    shortlist: Shortlist = []
     with clock("extract"):
-        view = direct_view(pixels, collection) if use_local else None
         embedding = _embed(collection, pixels, embedder) if use_global else None
     with clock("search"):
-        shortlist = _os2os_shortlist(collection, view, conf) if view is not None else []
         if embedding is not None:
             for image_id, cosine in _global_shortlist(collection, embedding, conf).items():
                 candidates.setdefault(image_id, Candidate(image_id)).cosine = cosine
-            _set_cosines(collection, embedding, candidates)
-    if view is not None:
+    height, width = pixels.shape[:2]
+    for make_view in view_makers(conf) if use_local else ():
+        with clock("extract"):
+            view = make_view(pixels, collection)
+        if view is None:
+            continue
+        with clock("search"):
+            shortlist += _os2os_shortlist(collection, view, conf)
         _verify_view(collection, view, shortlist, candidates, conf, clock)
-        height, width = pixels.shape[:2]
-        if conf.query_flips and _best_coverage(candidates, width, height) < conf.mirror_below_coverage:
-            with clock("extract"):
-                mirror = mirror_view(pixels, collection)
-            with clock("search"):
-                shortlist += _os2os_shortlist(collection, mirror, conf)
-            _verify_view(collection, mirror, shortlist, candidates, conf, clock)
-        if conf.restore_degraded and _best_coverage(candidates, width, height) < conf.mirror_below_coverage:
-            with clock("extract"):
-                restored = restored_view(pixels, collection)
-            if restored is not None:
-                with clock("search"):
-                    shortlist += _os2os_shortlist(collection, restored, conf)
-                _verify_view(collection, restored, shortlist, candidates, conf, clock)
+        if _best_coverage(candidates, width, height) >= conf.mirror_below_coverage:
+            break
     if embedding is not None:
         _set_cosines(collection, embedding, candidates)
     return Candidates(
         items=list(candidates.values()),
-        model_stage="both" if use_local and use_global else ("local" if use_local else "global"),
+        model_stage=_model_stage(use_local, use_global),
         votes=tuple(_vote_points([item for item in shortlist if _is_kept(item, candidates)])),
         timings=timings,
         embedding=embedding,
     )
 
 
+def view_makers(conf: SearchConf) -> list[ViewMaker]:
+    """The views of the query in the order they are searched: the query itself; its mirror image,
+    which finds a flipped copy (`conf.query_flips`); its photometric restoration, which finds a
+    copy degraded by impulse noise or low contrast (`conf.restore_degraded`). A view is searched
+    only while no candidate's verified regions cover `conf.mirror_below_coverage` of the query."""
+    return [
+        direct_view,
+        *([mirror_view] if conf.query_flips else []),
+        *([restored_view] if conf.restore_degraded else []),
+    ]
+
+
+def _model_stage(use_local: bool, use_global: bool) -> SearchStage:
+    if use_local and use_global:
+        return SearchStage.BOTH
+    return SearchStage.LOCAL if use_local else SearchStage.GLOBAL
+
+
 def _verify_view(
     collection: Collection,
     view: QueryView,
-    shortlist: list[tuple[QueryView, CandidateVotes]],
+    shortlist: Shortlist,
     candidates: dict[int, Candidate],
     conf: SearchConf,
     clock: _Clock,
@@ -186,8 +146,8 @@ def _verify_candidate(
         else np.zeros((0, 2), np.int32)
     )
     verified = verify_pair(view.features, features, seeds, conf.verify)
-    regions = [view.region_in_query_frame(region) for region in verified]
-    if sum(r.inliers for r in regions) > sum(r.inliers for r in candidate.regions):
+    regions = [region.mapped_to(view.to_query) for region in verified]
+    if sum(r.inliers for r in regions) > candidate.inliers:
         candidate.regions, candidate.view, candidate.votes = regions, view, votes
     elif candidate.votes is None and votes is not None:
         candidate.votes, candidate.view = votes, view
@@ -195,8 +155,14 @@ def _verify_candidate(
 
 def _best_coverage(candidates: dict[int, Candidate], width: int, height: int) -> float:
     """The largest fraction of the query that one candidate's verified regions cover."""
-    verified = [candidate for candidate in candidates.values() if candidate.regions]
-    return max((region_coverage(tuple(c.regions), width, height) for c in verified), default=0.0)
+    return max(
+        (
+            query_coverage([r.query_box for r in c.regions], (width, height), keypoint_boxes=True)
+            for c in candidates.values()
+            if c.regions
+        ),
+        default=0.0,
+    )
 
 
 def _is_kept(item: tuple[QueryView, CandidateVotes], candidates: dict[int, Candidate]) -> bool:
@@ -210,7 +176,7 @@ def search(
     pixels: np.ndarray,
     conf: SearchConf,
     *,
-    stage: str = "both",
+    stage: str = SearchStage.BOTH,
     top_k: int = 10,
     query_name: str = "",
     embedder: SSCDExtractor | None = None,
@@ -225,24 +191,22 @@ def search(
     calibrated model; in an index with objects, the query's objects are searched too (OE-SIR Eq. 7)
     and every candidate is scored by the fusion model (`imgprov.search.objects`), each match
     carrying the query regions it explains.
-    `embedder` is reused across queries when given (loading it takes ~0.3 s).
-    A candidate is a match when its calibrated probability reaches the model's threshold; with
-    `unconfirmed`, the candidates ranked next fill the result's `unconfirmed` up to top_k places.
+    `embedder` is reused across queries when given (loading it takes a while).
+    A candidate is a match when its probability reaches the model's threshold; with `unconfirmed`,
+    the candidates ranked next fill the result's `unconfirmed` up to top_k places.
     Matches carry their originals' stored C2PA credentials, compared with `query_credentials`: the
     search itself is by content only, since credentials can be stripped or forged.
     """
     found = find_candidates(collection, pixels, conf, stage=stage, embedder=embedder)
     height, width = pixels.shape[:2]
-    if collection.object_set is not None and found.model_stage == "both":
-        started = time.perf_counter()
-        matches, below = object_matches(
-            collection, pixels, found.items, found.embedding, top_k, unconfirmed=unconfirmed
-        )
-        found.timings["objects"] = time.perf_counter() - started
+    if collection.object_set is not None and found.model_stage == SearchStage.BOTH:
+        with _Clock(found.timings)("objects"):
+            candidates, scoring = object_evidence(collection, pixels, found.items, found.embedding)
     else:
-        matches, below = _rank(collection, found.items, match_model(found.model_stage), top_k, unconfirmed)
-        matches = assign_roles(matches, width, height)
-        below = [dataclasses.replace(m, coverage=region_coverage(m.regions, width, height)) for m in below]
+        candidates, scoring = found.items, CalibratedScoring(match_model(found.model_stage))
+    matches, below = ranked_matches(
+        candidates, scoring, (width, height), _paths(collection), top_k=top_k, unconfirmed=unconfirmed
+    )
     return SearchResult(
         query=query_name,
         width=width,
@@ -255,28 +219,11 @@ def search(
     )
 
 
-def assign_roles(matches: list[Match], width: int, height: int) -> list[Match]:
-    """Host: the match whose regions cover most of the query; donors: every other match."""
-    coverages = [region_coverage(match.regions, width, height) for match in matches]
-    host = int(np.argmax(coverages)) if matches else -1
-    return [
-        dataclasses.replace(match, role="host" if number == host else "donor", coverage=coverage)
-        for number, (match, coverage) in enumerate(zip(matches, coverages, strict=True))
-    ]
-
-
-def region_coverage(regions: tuple[MatchRegion | VerifiedRegion, ...], width: int, height: int) -> float:
-    """Fraction of a width x height query covered by the union of the regions' query boxes.
-
-    A match found by the global stage alone has no regions and is taken to cover the whole query.
-    """
-    if not regions:
-        return 1.0
-    covered = np.zeros((height, width), bool)
-    for region in regions:
-        x0, y0, x1, y1 = (round(value) for value in region.query_box)
-        covered[max(0, y0) : max(0, y1 + 1), max(0, x0) : max(0, x1 + 1)] = True
-    return float(covered.mean())
+def _paths(collection: Collection) -> Callable[[list[int]], dict[int, str]]:
+    """The file of each image id still in the collection."""
+    return lambda image_ids: {
+        image_id: record.path for image_id, record in collection.images(image_ids).items()
+    }
 
 
 def _with_provenance(
@@ -293,13 +240,6 @@ def _with_provenance(
     ]
 
 
-def search_local(
-    collection: Collection, pixels: np.ndarray, conf: SearchConf, *, top_k: int = 10, query_name: str = ""
-) -> SearchResult:
-    """The local stage alone (see `search`)."""
-    return search(collection, pixels, conf, stage="local", top_k=top_k, query_name=query_name)
-
-
 def direct_view(pixels: np.ndarray, collection: Collection) -> QueryView:
     """The query's features in its own pixel frame."""
     return QueryView(extract_rootsift(pixels, collection.feature_conf), np.eye(3))
@@ -307,10 +247,8 @@ def direct_view(pixels: np.ndarray, collection: Collection) -> QueryView:
 
 def mirror_view(pixels: np.ndarray, collection: Collection) -> QueryView:
     """Features of the query's mirror image, which match a horizontally flipped original."""
-    width = pixels.shape[1]
-    mirror = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     flipped = np.ascontiguousarray(pixels[:, ::-1])
-    return QueryView(extract_rootsift(flipped, collection.feature_conf), mirror)
+    return QueryView(extract_rootsift(flipped, collection.feature_conf), flip_matrix(pixels.shape[1]))
 
 
 def restored_view(pixels: np.ndarray, collection: Collection) -> QueryView | None:
@@ -342,9 +280,7 @@ def vote_with_view(collection: Collection, view: QueryView, conf: SearchConf) ->
     )
 
 
-def _os2os_shortlist(
-    collection: Collection, view: QueryView, conf: SearchConf
-) -> list[tuple[QueryView, CandidateVotes]]:
+def _os2os_shortlist(collection: Collection, view: QueryView, conf: SearchConf) -> Shortlist:
     """The `conf.shortlist` images with the best OS2OS scores for one view of the query."""
     return [(view, votes) for votes in vote_with_view(collection, view, conf)[: conf.shortlist]]
 
@@ -378,55 +314,6 @@ def _set_cosines(collection: Collection, embedding: np.ndarray, candidates: dict
         candidates[image_id].cosine = float(np.dot(stored, embedding))
 
 
-def _rank(
-    collection: Collection, candidates: list[Candidate], model: MatchModel, top_k: int, unconfirmed: bool
-) -> tuple[list[Match], list[Match]]:
-    """Candidates whose calibrated match probability reaches the threshold, most probable first;
-    and when `unconfirmed`, those ranked after them, up to top_k places in all."""
-    scored = [(model.probability(candidate.features()), candidate) for candidate in candidates]
-    kept = [(p, c) for p, c in scored if unconfirmed or p >= model.threshold]
-    kept.sort(key=lambda item: (-item[0], -sum(r.inliers for r in item[1].regions), item[1].image_id))
-    kept = kept[:top_k]
-    records = collection.images([candidate.image_id for _, candidate in kept])
-    ranked = [
-        (
-            probability >= model.threshold,
-            _to_match(rank, probability, candidate, records[candidate.image_id].path, model),
-        )
-        for rank, (probability, candidate) in enumerate(kept, start=1)
-        if candidate.image_id in records
-    ]
-    return [m for confirmed, m in ranked if confirmed], [m for confirmed, m in ranked if not confirmed]
-
-
-def _to_match(rank: int, probability: float, candidate: Candidate, path: str, model: MatchModel) -> Match:
-    return Match(
-        image_id=candidate.image_id,
-        path=path,
-        rank=rank,
-        score=probability,
-        inliers=sum(region.inliers for region in candidate.regions),
-        os2os=candidate.votes.score if candidate.votes is not None else 0.0,
-        cosine=candidate.cosine,
-        regions=tuple(
-            MatchRegion(
-                query_box=region.query_box,
-                match_box=region.match_box,
-                score=model.probability(
-                    {
-                        **candidate.features(),
-                        "log_inliers": math.log1p(region.inliers),
-                        "support": region.support,
-                    }
-                ),
-                inliers=region.inliers,
-            )
-            for region in candidate.regions
-        ),
-        transform=candidate.regions[0].transform if candidate.regions else None,
-    )
-
-
 class _Clock:
     """Adds the seconds spent in each `with clock(name):` block to timings[name]."""
 
@@ -442,24 +329,14 @@ class _Clock:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
 
 
-def _vote_points(shortlist: list[tuple[QueryView, CandidateVotes]]) -> list[VotePoint]:
+def _vote_points(shortlist: Shortlist) -> list[VotePoint]:
     return [
         VotePoint(
             image_id=candidate.image_id,
             score=cluster.score,
-            points=_apply(view.to_query, cluster.query_points).astype(np.float32),
+            points=apply_matrix(view.to_query, cluster.query_points).astype(np.float32),
             weights=cluster.affinity,
         )
         for view, candidate in shortlist
         for cluster in candidate.clusters
     ]
-
-
-def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a (3, 3) affine matrix to (N, 2) points."""
-    return points.astype(np.float64) @ matrix[:2, :2].T + matrix[:2, 2]
-
-
-def _bounding_box(points: np.ndarray) -> tuple[float, float, float, float]:
-    low, high = points.min(axis=0), points.max(axis=0)
-    return (float(low[0]), float(low[1]), float(high[0]), float(high[1]))

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgprov.compare import Comparison
+from imgprov.compare import Comparison, compare_images
 from imgprov.images import LoadedImage
 from imgprov.pictures import web as pictures
 from imgprov.results import SearchResult
-from imgprov.service.adapters import Explanation, compare_pair, explain_original, find_originals, match_roles
+from imgprov.search.pipeline import search
+from imgprov.service.adapters import Explanation, explain_original
 from imgprov.service.errors import OriginalUnavailable, UnknownImage
 from imgprov.service.originals import add_original, remove_original
 from imgprov.service.payloads import (
@@ -52,18 +53,18 @@ def search_job(state: ServiceState, request: SearchRequest) -> dict:
     """Find the originals of the upload, compare it with the top match, and describe both."""
     query = decode(state, request.upload)
     collection = state.collections.current()
-    result = find_originals(
+    result = search(
         collection,
         query.pixels,
         state.search_conf,
-        state.embedder,
+        embedder=state.embedder,
         top_k=request.top_k,
         query_name=request.upload.name,
         unconfirmed=request.unconfirmed,
     )
     records = collection.images([match.image_id for match in result.matches + result.unconfirmed])
     explanation, top = explain_top(state, collection, query.pixels, result)
-    body = search_payload(result, match_roles(result), records, top)
+    body = search_payload(result, records, top)
     if request.with_pictures:
         body["pictures"] = search_pictures(query.pixels, result, explanation)
     return body
@@ -88,7 +89,7 @@ def compare_job(state: ServiceState, request: CompareRequest) -> dict:
     query = decode(state, request.query)
     if request.original is not None:
         original = decode(state, request.original).pixels
-        comparison = compare_pair(query.pixels, original, state.compare_conf)
+        comparison = compare_images(query.pixels, original, state.compare_conf)
         original_json = {"name": request.original.name}
     else:
         collection = state.collections.current()

@@ -10,7 +10,7 @@ from pathlib import Path
 from imgprov.compare import Comparison
 from imgprov.pictures.web import mask_outline
 from imgprov.results import Match, SearchResult
-from imgprov.service.adapters import Explanation, query_coverage
+from imgprov.service.adapters import Explanation
 from imgprov.storage.embedded.catalogue import ImageRecord
 
 
@@ -30,15 +30,13 @@ def image_payload(record: ImageRecord) -> dict:
     }
 
 
-def match_payload(match: Match, result: SearchResult, role: str | None, record: ImageRecord | None) -> dict:
-    """A match as the command line's JSON gives it (any `provenance` included), named by file name,
-    with its role, the share of the query its regions cover, and the original's metadata."""
+def match_payload(match: Match, record: ImageRecord | None) -> dict:
+    """A match as the command line's JSON gives it (role, coverage and any `provenance` included),
+    named by file name, with the original's metadata."""
     body = {key: value for key, value in match.to_json().items() if key != "path"}
     return {
         "name": Path(match.path).name,
         **body,
-        "role": role,
-        "coverage": round(query_coverage(match, result.width, result.height), 4),
         "original": image_payload(record) if record is not None else None,
     }
 
@@ -59,7 +57,6 @@ def explanation_payload(explanation: Explanation) -> dict:
 
 def search_payload(
     result: SearchResult,
-    roles: dict[int, str],
     records: dict[int, ImageRecord],
     top: dict | None,
 ) -> dict:
@@ -69,13 +66,8 @@ def search_payload(
         "query": result.query,
         "width": result.width,
         "height": result.height,
-        "matches": [
-            match_payload(match, result, roles[match.image_id], records.get(match.image_id))
-            for match in result.matches
-        ],
-        "unconfirmed": [
-            match_payload(match, result, None, records.get(match.image_id)) for match in result.unconfirmed
-        ],
+        "matches": [match_payload(match, records.get(match.image_id)) for match in result.matches],
+        "unconfirmed": [match_payload(match, records.get(match.image_id)) for match in result.unconfirmed],
         "timings": {name: round(seconds, 4) for name, seconds in result.timings.items()},
         "top": top,
     }
