@@ -461,9 +461,7 @@ def evidence_for(
     return [Evidence(image_id=image_id, **fields) for image_id, fields in by_image.items()]
 
 
-def fused_ranking(
-    setup: Setup, evidence: list[Evidence], query_size: tuple[int, int], conf: ObjectConf, reported: bool
-) -> list[str]:
+def fused_ranking(setup: Setup, evidence: list[Evidence], conf: ObjectConf, reported: bool) -> list[str]:
     """Bench ids best first: every candidate (`reported` False) or only the reported matches."""
     ranked = rank_candidates(
         evidence, FusionScoring(conf.retrieval), top_k=len(evidence), unconfirmed=not reported
@@ -640,9 +638,8 @@ class Experiment:
         conf = replace(variant.conf, retrieval=replace(variant.conf.retrieval, fusion=weights))
         fused, reported = {}, {}
         for query in self.setup.queries:
-            size = _image_size(query.image_path)
-            fused[query.query_id] = fused_ranking(self.setup, evidence[query.query_id], size, conf, False)
-            reported[query.query_id] = fused_ranking(self.setup, evidence[query.query_id], size, conf, True)
+            fused[query.query_id] = fused_ranking(self.setup, evidence[query.query_id], conf, False)
+            reported[query.query_id] = fused_ranking(self.setup, evidence[query.query_id], conf, True)
         return fused, reported
 
     def baselines(self) -> dict[str, dict[str, float]]:
@@ -665,9 +662,7 @@ class Experiment:
         rankings = {}
         for query in self.setup.queries:
             evidence = evidence_for(self.setup, self.answers[query.query_id], None, None, None)
-            rankings[query.query_id] = fused_ranking(
-                self.setup, evidence, _image_size(query.image_path), conf, False
-            )
+            rankings[query.query_id] = fused_ranking(self.setup, evidence, conf, False)
         return score(self.setup, rankings)
 
     def training_samples(self, variant: Variant) -> tuple[np.ndarray, np.ndarray]:
@@ -694,11 +689,6 @@ class Experiment:
         for pixels in sample:
             embedder.embed([pixels])
         return 1000 * (time.perf_counter() - started) / len(sample)
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    pixels = load_image(path).pixels
-    return (pixels.shape[1], pixels.shape[0])
 
 
 def _fingerprint(*parts) -> str:

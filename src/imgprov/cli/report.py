@@ -9,7 +9,7 @@ from imgprov.provenance import (
     build_report,
     mime_type_for,
 )
-from imgprov.results import SearchResult
+from imgprov.results import Role, SearchResult
 from imgprov.storage import Store
 
 
@@ -31,7 +31,7 @@ def provenance_report(
             path=match.path,
             sha256=records[match.image_id].sha256,
             mime_type=mime_type_for(records[match.image_id].format),
-            relationship=Relationship.PARENT_OF if match.role == "host" else Relationship.COMPONENT_OF,
+            relationship=Relationship.PARENT_OF if match.role == Role.HOST else Relationship.COMPONENT_OF,
             credentials=stored.get(match.image_id),
             role=match.role,
             score=match.score,

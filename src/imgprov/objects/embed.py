@@ -18,6 +18,7 @@ import numpy as np
 
 from imgprov.errors import IndexCorrupt
 from imgprov.extract.effnet import EffNetFeatures, FeatureMaps
+from imgprov.extract.models import effnet_features, sscd_extractor
 from imgprov.extract.sscd import EMBEDDING_DIM, GlobalConf, SSCDExtractor
 from imgprov.objects.conf import EmbeddingConf, MapLevel, WhiteningConf
 
@@ -147,9 +148,9 @@ class ObjectEmbedder:
         self._features: EffNetFeatures | None = None
         self._sscd: SSCDExtractor | None = None
         if conf.backbone == "effnet-roi":
-            self._features = features if features is not None else EffNetFeatures(conf.feature_maps)
+            self._features = features if features is not None else effnet_features(conf.feature_maps)
         else:
-            self._sscd = sscd if sscd is not None else SSCDExtractor(crop_model_conf(conf))
+            self._sscd = sscd if sscd is not None else sscd_extractor(crop_model_conf(conf))
 
     @property
     def dim(self) -> int:

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from imgprov.pictures.raster import false_colour
-from imgprov.results import SearchResult
+from imgprov.results import Role, SearchResult
 
 BOX_COLOURS = ((255, 255, 255), (80, 220, 255), (255, 120, 80), (120, 255, 120), (255, 80, 200))
 
@@ -70,7 +70,7 @@ def draw_vote_map(pixels: np.ndarray, result: SearchResult, top: int = 5) -> np.
     return picture
 
 
-ROLE_COLOURS = {"host": (60, 200, 255), "donor": (255, 170, 40)}
+ROLE_COLOURS = {Role.HOST: (60, 200, 255), Role.DONOR: (255, 170, 40)}
 
 
 def draw_roles(pixels: np.ndarray, result: SearchResult) -> np.ndarray:
@@ -81,9 +81,9 @@ def draw_roles(pixels: np.ndarray, result: SearchResult) -> np.ndarray:
     picture = np.ascontiguousarray(pixels.copy())
     thickness = max(2, round(max(result.width, result.height) / 300))
     scale = max(0.45, max(result.width, result.height) / 1400)
-    ordered = sorted(result.matches, key=lambda match: match.role != "host")
+    ordered = sorted(result.matches, key=lambda match: match.role != Role.HOST)
     for match in ordered:
-        colour = ROLE_COLOURS.get(match.role or "donor", (255, 255, 255))
+        colour = ROLE_COLOURS.get(match.role or Role.DONOR, (255, 255, 255))
         for region in match.regions or ():
             x0, y0, x1, y1 = (round(v) for v in region.query_box)
             cv2.rectangle(picture, (x0, y0), (x1, y1), colour, thickness)

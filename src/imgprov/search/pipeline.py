@@ -20,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from imgprov.errors import IndexStoreError, PresetError
+from imgprov.extract.models import sscd_extractor
 from imgprov.extract.restore import restore_photometry
 from imgprov.extract.rootsift import descriptors_as_float, extract_rootsift
 from imgprov.extract.sscd import SSCDExtractor
@@ -286,7 +287,7 @@ def _os2os_shortlist(collection: Collection, view: QueryView, conf: SearchConf) 
 
 
 def _embed(collection: Collection, pixels: np.ndarray, embedder: SSCDExtractor | None) -> np.ndarray:
-    extractor = embedder if embedder is not None else SSCDExtractor(collection.global_conf)
+    extractor = embedder if embedder is not None else sscd_extractor(collection.global_conf)
     return extractor.embed([pixels])[0]
 
 
