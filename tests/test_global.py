@@ -39,6 +39,7 @@ def distractors(real: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     return (block / np.linalg.norm(block, axis=1, keepdims=True)).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.embedded_only
 def test_compressed_index_finds_the_originals_of_benign_copies(tmp_path, extractor):
     originals = extractor.embed([photo(name) for name in NAMES])

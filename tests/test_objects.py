@@ -478,6 +478,7 @@ def test_whitened_objects_are_learned_on_the_collection(new_db, photo_paths):
         collection.close()
 
 
+@pytest.mark.slow
 def test_cli_search_json_and_overlay_of_a_composite(new_db, tmp_path, photo_paths):
     db = new_db()
     chosen = [path for path in photo_paths if path.name in ("coffee.png", "astronaut.png", "rocket.jpg")]

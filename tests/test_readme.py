@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from imgprov.demo import collect_originals, make_queries
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -23,6 +25,7 @@ def test_readme_has_examples_for_every_command():
     assert used >= {"index", "search", "compare", "info", "check", "remove"}
 
 
+@pytest.mark.slow
 def test_readme_examples_run(tmp_path):
     originals = collect_originals(tmp_path / "out/demo/originals", corpus_limit=0)
     make_queries(tmp_path / "out/demo/originals", tmp_path / "out/demo/queries")
