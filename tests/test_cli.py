@@ -145,6 +145,7 @@ def test_damaged_index_is_reported_not_crashed(tmp_path, photo_paths):
     assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_roles_overlay_explain_and_report(cli_db, tmp_path):
     spliced = photo("coffee.png").copy()
     spliced[120:300, 380:560] = cv2.resize(photo("astronaut.png")[30:260, 130:360], (180, 180))

@@ -63,6 +63,7 @@ def test_compressed_index_finds_the_originals_of_benign_copies(tmp_path, extract
             assert number in (ids[0] >> 16).tolist(), (name, transform)
 
 
+@pytest.mark.slow
 def test_two_stage_search_puts_the_original_first_and_rejects_unknown_images(photo_collection, extractor):
     conf = presets.search()
     for name in ("coffee.png", "rocket.jpg"):

@@ -385,6 +385,7 @@ def test_search_of_an_index_with_objects_finds_host_and_donor(objects_db, host_n
     assert "objects" in result.timings
 
 
+@pytest.mark.slow
 def test_unconfirmed_candidates_continue_the_ranking_below_the_threshold(objects_db):
     query, _ = _paste_object(photo("coffee.png"), photo("astronaut.png"))
     collection = open_store(objects_db)
