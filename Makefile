@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check --quiet
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo serve test test-distributed stress corpus bench detector chromium postgres clean
+.PHONY: install demo serve check test test-distributed stress corpus bench detector chromium postgres clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ postgres:
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	} || echo "make: could not install postgresql; the distributed store's tests will be skipped"
+
+# Everyday work: ruff and the fast tier, every test not marked `slow` (those start servers, browsers,
+# Ray clusters or moto, or kill processes), on the embedded store; no chromium or postgresql needed.
+check: install
+	$(PY) -m ruff check src tests benchmarks scripts
+	$(PY) -m ruff format --check src tests benchmarks scripts
+	IMGPROV_TEST_STORE=embedded $(PY) -m pytest -m "not slow"
 
 # The whole suite against the embedded store (tests/test_storage.py against both), then again on
 # Milvus + PostgreSQL: under IMGPROV_TEST_STORE=distributed, tests/conftest.py collects only the

@@ -13,6 +13,10 @@ collected: those whose fixtures include `new_db`, `photo_db` (directly or throug
 `servers` or `store_db`'s distributed case. Every other test (a pure unit test, or one whose
 collection is an embedded directory whatever the variable says) is deselected: it ran in the
 embedded pass, and running it again would test nothing new. `make test` runs both passes.
+
+Tests that start the distributed store's servers are marked `slow` here; the other slow tests
+(servers, browsers, Ray clusters, moto, killed processes) carry the marker in their modules.
+`make check` runs the rest, `-m "not slow"`, on the embedded store.
 """
 
 from __future__ import annotations
@@ -44,7 +48,13 @@ def pytest_configure(config) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items) -> None:
+    """Marks `slow` the tests that start the distributed store's servers (before `-m` selects), and
+    under `IMGPROV_TEST_STORE=distributed` keeps only the tests that open that store."""
+    for item in items:
+        if starts_the_servers(item):
+            item.add_marker(pytest.mark.slow)
     if TEST_STORE == "embedded":
         return
     kept = [item for item in items if opens_the_distributed_store(item)]
@@ -60,12 +70,24 @@ def pytest_collection_modifyitems(config, items) -> None:
 def opens_the_distributed_store(item: pytest.Item) -> bool:
     """Whether the test's fixtures open the distributed store (run under `distributed`)."""
     fixtures = set(getattr(item, "fixturenames", ()))
-    if fixtures & DISTRIBUTED_FIXTURES:
-        return True
+    return bool(fixtures & DISTRIBUTED_FIXTURES) or is_distributed_store_db(item)
+
+
+def is_distributed_store_db(item: pytest.Item) -> bool:
+    """Whether the test is `store_db`'s distributed case."""
     callspec = getattr(item, "callspec", None)
     return (
-        "store_db" in fixtures and callspec is not None and callspec.params.get("store_db") == "distributed"
+        "store_db" in getattr(item, "fixturenames", ())
+        and callspec is not None
+        and callspec.params.get("store_db") == "distributed"
     )
+
+
+def starts_the_servers(item: pytest.Item) -> bool:
+    """Whether the test needs the Milvus and PostgreSQL servers of the distributed store."""
+    if TEST_STORE == "distributed":
+        return opens_the_distributed_store(item)
+    return "servers" in getattr(item, "fixturenames", ()) or is_distributed_store_db(item)
 
 
 @pytest.fixture(scope="session")

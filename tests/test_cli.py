@@ -49,6 +49,7 @@ def test_search_json_lines(cli_db, tmp_path):
     assert lines[1]["matches"] == [] and lines[1]["unconfirmed"] == []
 
 
+@pytest.mark.slow
 def test_search_lists_unconfirmed_candidates_when_asked(cli_db, tmp_path):
     query = write_jpeg(tmp_path / "q.jpg", photo("ihc.png"))
     done = imgprov("search", "--db", str(cli_db), "--json", "--unconfirmed", "--top-k", "4", str(query))
@@ -92,6 +93,7 @@ def bad_inputs(folder: Path) -> dict[str, Path]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["missing", "text", "empty", "truncated", "huge"])
 def test_bad_inputs_give_one_line_and_leave_the_index_intact(cli_db, tmp_path, kind):
     path = bad_inputs(tmp_path)[kind]
@@ -107,6 +109,7 @@ def test_bad_inputs_give_one_line_and_leave_the_index_intact(cli_db, tmp_path, k
     assert imgprov("check", "--db", str(cli_db)).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.embedded_only
 def test_unwritable_db_and_wrong_arguments(tmp_path, photo_paths):
     blocker = tmp_path / "file"
@@ -124,6 +127,7 @@ def test_unwritable_db_and_wrong_arguments(tmp_path, photo_paths):
         assert done.stderr.startswith("imgprov: error:")
 
 
+@pytest.mark.slow
 @pytest.mark.embedded_only
 def test_damaged_index_is_reported_not_crashed(tmp_path, photo_paths):
     db = tmp_path / "db"
@@ -141,6 +145,7 @@ def test_damaged_index_is_reported_not_crashed(tmp_path, photo_paths):
     assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_roles_overlay_explain_and_report(cli_db, tmp_path):
     spliced = photo("coffee.png").copy()
     spliced[120:300, 380:560] = cv2.resize(photo("astronaut.png")[30:260, 130:360], (180, 180))

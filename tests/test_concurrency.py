@@ -43,6 +43,8 @@ from tests.faults import Child, PhotoFolders, applied, write_small_photos
 from tests.hostile import seeds
 from tests.support import distributed
 
+pytestmark = pytest.mark.slow  # child processes, loopback servers
+
 NO_GLOBAL = CollectionPresets(global_descriptor="none")
 READER_THREADS = 3
 

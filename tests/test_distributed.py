@@ -34,6 +34,8 @@ ray = pytest.importorskip("ray", reason="the scale extra (ray[data]) is not inst
 
 from imgprov.indexing.ray import RayConf, index_sources, ray_cluster, resolve_sources  # noqa: E402
 
+pytestmark = pytest.mark.slow  # Ray clusters, `imgprov index --ray` processes
+
 CLUSTER = RayConf("local", workers=2)
 RAY_ARGS = ("--ray", "local", "--workers", "2", "--batch-size", "2")
 RUN_SECONDS = 600

@@ -23,6 +23,8 @@ import pytest
 
 from tests.test_distributed import cli, stored
 
+pytestmark = pytest.mark.slow  # a two-node Ray cluster
+
 RAY = Path(sys.executable).with_name("ray")
 START_SECONDS = 120
 NODE_PORT_OPTIONS = (

@@ -22,6 +22,8 @@ boto3 = pytest.importorskip("boto3", reason="boto3 (the s3 extra) is not install
 
 from imgprov.indexing.ray.sources import fetch  # noqa: E402
 
+pytestmark = pytest.mark.slow  # moto's S3 server, a Ray cluster
+
 BUCKET = "imgprov-photos"
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg")
 

@@ -30,7 +30,7 @@ from tests.faults import (
     write_small_photos,
 )
 
-pytestmark = pytest.mark.embedded_only
+pytestmark = [pytest.mark.embedded_only, pytest.mark.slow]
 
 KILLS = {"index-remove": 10, "retrain": 6, "global-descriptors": 4}
 

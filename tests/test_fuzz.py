@@ -308,6 +308,7 @@ def test_indexing_a_folder_follows_links_only_inside_it(planted_folder):
     TRIED["files"] += len(files) + len(skipped)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_imgprov_index_skips_planted_files_with_one_line_each(planted_folder, new_db):
     root, secret = planted_folder

@@ -39,6 +39,7 @@ def distractors(real: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     return (block / np.linalg.norm(block, axis=1, keepdims=True)).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.embedded_only
 def test_compressed_index_finds_the_originals_of_benign_copies(tmp_path, extractor):
     originals = extractor.embed([photo(name) for name in NAMES])
@@ -62,6 +63,7 @@ def test_compressed_index_finds_the_originals_of_benign_copies(tmp_path, extract
             assert number in (ids[0] >> 16).tolist(), (name, transform)
 
 
+@pytest.mark.slow
 def test_two_stage_search_puts_the_original_first_and_rejects_unknown_images(photo_collection, extractor):
     conf = presets.search()
     for name in ("coffee.png", "rocket.jpg"):

@@ -102,6 +102,7 @@ def test_failed_transaction_leaves_the_previous_index_readable(tmp_path, origina
     assert search(collection, photo("astronaut.png"), presets.search(), stage="local").matches
 
 
+@pytest.mark.slow
 def test_exact_index_becomes_approximate_when_large_and_it_is_recorded(new_db, originals, monkeypatch):
     small = VectorIndexConf(name="test-exact3k", exact_max_vectors=3000, pq_bytes=16, nprobe=8)
     monkeypatch.setitem(presets.LOCAL_INDEXES, small.name, small)

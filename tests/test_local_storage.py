@@ -170,6 +170,7 @@ def test_an_existing_collection_keeps_its_local_storage(compressed_db):
         assert collection.local_storage.name == COMPRESSED
 
 
+@pytest.mark.slow
 @pytest.mark.embedded_only
 def test_the_cli_indexes_compressed_and_info_shows_the_encoding(tmp_path, photo_paths):
     db = str(tmp_path / "db")

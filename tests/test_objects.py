@@ -398,6 +398,7 @@ def test_search_of_an_index_with_objects_finds_host_and_donor(objects_db, host_n
     assert "objects" in result.timings
 
 
+@pytest.mark.slow
 def test_unconfirmed_candidates_continue_the_ranking_below_the_threshold(objects_db):
     query, _ = _paste_object(photo("coffee.png"), photo("astronaut.png"))
     collection = open_store(objects_db)
@@ -491,6 +492,7 @@ def test_whitened_objects_are_learned_on_the_collection(new_db, photo_paths):
         collection.close()
 
 
+@pytest.mark.slow
 def test_cli_search_json_and_overlay_of_a_composite(new_db, tmp_path, photo_paths):
     db = new_db()
     chosen = [path for path in photo_paths if path.name in ("coffee.png", "astronaut.png", "rocket.jpg")]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from imgprov.demo import collect_originals, make_queries
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -33,6 +35,7 @@ def test_readme_has_examples_for_every_command():
     assert used >= {"index", "search", "compare", "info", "check", "remove"}
 
 
+@pytest.mark.slow
 def test_readme_examples_run(tmp_path):
     demo_files(tmp_path)
     for command in console_commands():

@@ -301,6 +301,7 @@ def test_too_large_uploads(service_db, queries):
         assert "megapixels" in message
 
 
+@pytest.mark.slow
 def test_oversized_body_is_refused_before_it_ends(service_db):
     """Over a real socket: the 413 arrives while the chunked body is still unfinished."""
     app = create_app(ServiceSettings(db=service_db, max_upload_bytes=50_000))

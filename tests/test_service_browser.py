@@ -25,6 +25,8 @@ from imgprov.service.app import create_app
 from imgprov.service.server import background_server
 from imgprov.service.settings import ServiceSettings
 
+pytestmark = pytest.mark.slow  # chromium against a real server
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless",

@@ -121,6 +121,7 @@ def test_index_search_replace_remove_and_readd(store_db, originals):
     assert results(store_db, {"jpeg": QUERIES["jpeg"]})["jpeg"][0][1] == coffee
 
 
+@pytest.mark.slow
 def test_migrate_both_ways_gives_identical_search_results(photo_db, request, tmp_path_factory):
     """The session's photo collection copied to the other store and back: same ids, paths, ranks,
     roles, inliers, and scores and cosines to 1e-5, for benign copies, a splice and an unrelated image."""
@@ -218,6 +219,7 @@ def test_repair_rebuilds_lost_milvus_vectors(servers, originals):
     assert results(db, {"jpeg": QUERIES["jpeg"]})["jpeg"][0][1].endswith("coffee.png")
 
 
+@pytest.mark.slow
 def test_cli_end_to_end_and_migrate_to_the_other_store(store_db, originals, request, tmp_path_factory):
     done = imgprov("index", "--db", store_db, str(originals))
     assert done.returncode == 0, done.stderr

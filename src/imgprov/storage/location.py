@@ -84,8 +84,11 @@ def parse_location(db: str | Path) -> Location:
 
 
 def _without_password(url: str) -> str:
-    """`url` with any password replaced by ***, also inside a nested ?sql= URL."""
+    """`url` with any password replaced by ***, also inside a nested ?sql= URL. A URL without a host
+    (`sqlite:///FILE`) holds no password and comes back as it is: `urlunsplit` would drop its //."""
     parts = urlsplit(url)
+    if not parts.netloc:
+        return url
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         parts = parts._replace(netloc=netloc)
