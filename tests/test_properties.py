@@ -16,12 +16,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from imgprov import presets
-from imgprov.compare.align import flip_matrix
 from imgprov.extract.local_codec import CODEBOOK_PACKAGE, load_centroids, local_codec
 from imgprov.extract.rootsift import DESCRIPTOR_DIM, LocalFeatures
-from imgprov.objects.retrieve import ExplainedRegion, coverage
-from imgprov.results import MatchRegion
-from imgprov.search.pipeline import region_coverage
+from imgprov.geometry import flip_matrix, query_coverage
 from imgprov.storage.ids import ITEM_MASK, split_ids, vector_ids
 from imgprov.storage.location import Location, parse_location
 
@@ -202,10 +199,7 @@ def test_a_described_location_shows_no_password_and_parses_to_it_with_the_passwo
     assert fields(described)[:4] == fields(location)[:4]
 
 
-# --- mirror transform and query coverage, against their current homes --------------------------
-# `flip_matrix` lives in imgprov.compare.align and the two coverage functions in
-# imgprov.search.pipeline (`region_coverage`) and imgprov.objects.retrieve (`coverage`); these
-# laws follow them wherever they move.
+# --- mirror transform and query coverage (imgprov.geometry) -------------------------------------
 
 widths = st.integers(1, 1 << 20)
 sizes = st.tuples(st.integers(1, 600), st.integers(1, 600))
@@ -237,34 +231,31 @@ def query_boxes(draw, size: tuple[int, int]) -> tuple[float, float, float, float
     return draw(xs), draw(ys), draw(xs), draw(ys)
 
 
-def match_regions(boxes) -> tuple[MatchRegion, ...]:
-    return tuple(MatchRegion(box, box, score=1.0, inliers=10) for box in boxes)
-
-
-def explained_regions(boxes) -> tuple[ExplainedRegion, ...]:
-    return tuple(ExplainedRegion(box, box, "local") for box in boxes)
-
-
 @LAWS
 @given(size=sizes, data=st.data())
-def test_region_coverage_is_a_fraction_that_grows_with_each_region(size, data):
+def test_keypoint_coverage_is_a_fraction_that_grows_with_each_region(size, data):
     boxes = data.draw(st.lists(query_boxes(size), min_size=1, max_size=6))
-    fractions = [region_coverage(match_regions(boxes[:end]), *size) for end in range(1, len(boxes) + 1)]
+    fractions = [query_coverage(boxes[:end], size, keypoint_boxes=True) for end in range(1, len(boxes) + 1)]
     assert all(0.0 <= fraction <= 1.0 for fraction in fractions)
     assert fractions == sorted(fractions)
 
 
 @LAWS
 @given(size=sizes, data=st.data())
-def test_objects_coverage_is_a_fraction(size, data):
+def test_area_coverage_is_a_fraction(size, data):
     boxes = data.draw(st.lists(query_boxes(size), max_size=6))
-    assert 0.0 <= coverage(explained_regions(boxes), size) <= 1.0
+    assert 0.0 <= query_coverage(boxes, size) <= 1.0
 
 
 @LAWS
-@given(size=sizes, data=st.data())
-def test_a_region_over_the_whole_query_covers_all_of_it(size, data):
+@given(size=sizes, data=st.data(), keypoint_boxes=st.booleans())
+def test_a_region_over_the_whole_query_covers_all_of_it(size, data, keypoint_boxes):
     width, height = size
     boxes = [(0.0, 0.0, float(width), float(height)), *data.draw(st.lists(query_boxes(size), max_size=3))]
-    assert region_coverage(match_regions(boxes), width, height) == 1.0
-    assert coverage(explained_regions(boxes), size) == 1.0
+    assert query_coverage(boxes, size, keypoint_boxes=keypoint_boxes) == 1.0
+
+
+@LAWS
+@given(size=sizes, keypoint_boxes=st.booleans(), when_empty=st.sampled_from([0.0, 1.0]))
+def test_no_region_covers_what_the_caller_says(size, keypoint_boxes, when_empty):
+    assert query_coverage([], size, keypoint_boxes=keypoint_boxes, when_empty=when_empty) == when_empty
