@@ -40,6 +40,12 @@ ICO, FITS...) are never tried, whatever a file is named."""
 
 SCAN_MARKER = b"\xff\xda"
 
+NEAR_CONSTANT_LEVELS = 2
+"""An image whose every channel spans at most this many levels shows nothing to search or compare
+(blank, or flat up to encoder noise)."""
+NEAR_CONSTANT_SAMPLE_SIDE = 256
+"""Pixels per side of the sample `is_near_constant` looks at first."""
+
 SUPPORTED_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif", ".avif"}
 )
@@ -64,6 +70,28 @@ class LoadedImage:
     @property
     def width(self) -> int:
         return int(self.pixels.shape[1])
+
+
+def is_near_constant(pixels: np.ndarray) -> bool:
+    """Whether an (H, W, 3) or (H, W) uint8 image is blank or flat up to `NEAR_CONSTANT_LEVELS`.
+
+    A sample of about `NEAR_CONSTANT_SAMPLE_SIDE` pixels per side settles most images at once; only an
+    image whose sample is flat is then checked in full, so thin detail the sample skipped still counts.
+    """
+    step = max(1, max(pixels.shape[:2]) // NEAR_CONSTANT_SAMPLE_SIDE)
+    return _spread(pixels[::step, ::step]) <= NEAR_CONSTANT_LEVELS and _spread(pixels) <= NEAR_CONSTANT_LEVELS
+
+
+def _spread(pixels: np.ndarray) -> int:
+    """The largest range of levels any channel of a uint8 image spans (reduced row-wise first, which
+    numpy does at memory speed)."""
+    if pixels.size == 0:
+        return 0
+    rows = pixels.reshape(pixels.shape[0], -1)
+    channels = pixels.shape[2] if pixels.ndim == 3 else 1
+    highest = rows.max(axis=0).reshape(-1, channels).max(axis=0)
+    lowest = rows.min(axis=0).reshape(-1, channels).min(axis=0)
+    return int((highest.astype(np.int16) - lowest).max())
 
 
 def load_image(
