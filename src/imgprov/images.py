@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import BinaryIO
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -41,10 +42,11 @@ ICO, FITS...) are never tried, whatever a file is named."""
 SCAN_MARKER = b"\xff\xda"
 
 NEAR_CONSTANT_LEVELS = 2
-"""An image whose every channel spans at most this many levels shows nothing to search or compare
-(blank, or flat up to encoder noise)."""
-NEAR_CONSTANT_SAMPLE_SIDE = 256
-"""Pixels per side of the sample `is_near_constant` looks at first."""
+"""An image whose shrunk copy spans at most this many levels in every channel shows nothing to
+search or compare (blank, or flat up to encoder noise)."""
+NEAR_CONSTANT_SIDE = 64
+"""Longest side of the area-averaged copy `is_near_constant` looks at: detail smaller than about
+1/64 of the image's side, or fainter, does not count as content."""
 
 SUPPORTED_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif", ".avif"}
@@ -73,25 +75,17 @@ class LoadedImage:
 
 
 def is_near_constant(pixels: np.ndarray) -> bool:
-    """Whether an (H, W, 3) or (H, W) uint8 image is blank or flat up to `NEAR_CONSTANT_LEVELS`.
-
-    A sample of about `NEAR_CONSTANT_SAMPLE_SIDE` pixels per side settles most images at once; only an
-    image whose sample is flat is then checked in full, so thin detail the sample skipped still counts.
-    """
-    step = max(1, max(pixels.shape[:2]) // NEAR_CONSTANT_SAMPLE_SIDE)
-    return _spread(pixels[::step, ::step]) <= NEAR_CONSTANT_LEVELS and _spread(pixels) <= NEAR_CONSTANT_LEVELS
-
-
-def _spread(pixels: np.ndarray) -> int:
-    """The largest range of levels any channel of a uint8 image spans (reduced row-wise first, which
-    numpy does at memory speed)."""
+    """Whether an (H, W, 3) or (H, W) uint8 image is blank or flat: its copy area-averaged to at most
+    `NEAR_CONSTANT_SIDE` pixels spans at most `NEAR_CONSTANT_LEVELS` levels in every channel. Costs one
+    pass over the pixels, whatever the image shows."""
     if pixels.size == 0:
-        return 0
-    rows = pixels.reshape(pixels.shape[0], -1)
-    channels = pixels.shape[2] if pixels.ndim == 3 else 1
-    highest = rows.max(axis=0).reshape(-1, channels).max(axis=0)
-    lowest = rows.min(axis=0).reshape(-1, channels).min(axis=0)
-    return int((highest.astype(np.int16) - lowest).max())
+        return True
+    height, width = pixels.shape[:2]
+    scale = max(1.0, max(height, width) / NEAR_CONSTANT_SIDE)
+    size = (max(1, round(width / scale)), max(1, round(height / scale)))
+    small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA) if scale > 1.0 else pixels
+    channels = small.reshape(-1, small.shape[2] if small.ndim == 3 else 1).astype(np.int16)
+    return int((channels.max(axis=0) - channels.min(axis=0)).max()) <= NEAR_CONSTANT_LEVELS
 
 
 def load_image(

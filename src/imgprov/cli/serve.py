@@ -55,6 +55,10 @@ def serve_command(
     timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds a request may wait for its job.")
     ] = DEFAULTS.request_timeout,
+    cpu_seconds: Annotated[
+        float,
+        typer.Option(min=0.01, help="CPU seconds a search or comparison may use before it is stopped (504)."),
+    ] = DEFAULTS.job_cpu_seconds,
     top_k: Annotated[
         int, typer.Option("--top-k", min=1, help="Matches returned by default.")
     ] = DEFAULTS.top_k,
@@ -84,6 +88,7 @@ def serve_command(
         max_upload_bytes=round(max_upload_mb * (1 << 20)),
         max_pixels=round(max_megapixels * 1e6),
         request_timeout=timeout,
+        job_cpu_seconds=cpu_seconds,
         top_k=top_k,
         search_preset=preset,
         compare_preset=compare_preset,

@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -24,12 +24,14 @@ from imgprov import __version__
 from imgprov.errors import ImgprovError
 from imgprov.service import jobs
 from imgprov.service.errors import BadRequest, client_message, status_of
+from imgprov.service.pool import Slot
 from imgprov.service.security import BodyLimit, SecurityHeaders, search_access, write_access
 from imgprov.service.settings import ServiceSettings
 from imgprov.service.state import RELEASE_SECONDS, ServiceState, build_state
 from imgprov.service.uploads import SUPPORTED, read_upload
 
 log = logging.getLogger("imgprov.service")
+T = TypeVar("T")
 
 STATIC_FILES = {
     "app.js": "text/javascript; charset=utf-8",
@@ -64,7 +66,8 @@ ERRORS = {
         (413, "Upload or image too large"),
         (415, "Not a supported image"),
         (503, "Every worker busy and the queue full; retry later"),
-        (504, "The job took longer than the request timeout"),
+        (422, "A blank (flat) image to compare"),
+        (504, "The job took longer than the request timeout or its CPU budget"),
     )
 }
 
@@ -181,7 +184,7 @@ async def post_search(
     with state.jobs.reserve() as slot:
         upload = await read_upload(file, state.settings.max_upload_bytes)
         job = jobs.SearchRequest(upload, top_k or state.settings.top_k, pictures, unconfirmed)
-        return api_json(await slot.run(jobs.search_job, state, job, timeout=state.settings.request_timeout))
+        return api_json(await run_job(request, slot, jobs.search_job, job))
 
 
 async def post_compare(
@@ -204,7 +207,7 @@ async def post_compare(
         query_upload = await read_upload(query, limit)
         original_upload = await read_upload(original, limit) if original is not None else None
         job = jobs.CompareRequest(query_upload, original_upload, original_id, pictures)
-        return api_json(await slot.run(jobs.compare_job, state, job, timeout=state.settings.request_timeout))
+        return api_json(await run_job(request, slot, jobs.compare_job, job))
 
 
 async def post_image(request: Request, file: ImageUpload) -> JSONResponse:
@@ -217,7 +220,11 @@ async def post_image(request: Request, file: ImageUpload) -> JSONResponse:
     with state.jobs.reserve() as slot:
         upload = await read_upload(file, state.settings.max_upload_bytes)
         record, created = await slot.run(
-            jobs.add_original_job, state, upload, timeout=state.settings.request_timeout
+            jobs.add_original_job,
+            state,
+            upload,
+            timeout=state.settings.request_timeout,
+            disconnected=request.is_disconnected,
         )
     headers = {"Location": f"/v1/images/{record['id']}"}
     return api_json({"image": record, "created": created}, status=201 if created else 200, headers=headers)
@@ -259,6 +266,20 @@ async def static_file(request: Request, name: str) -> Response:
     if name not in STATIC_FILES:
         raise HTTPException(404, "not found")
     return Response(request.app.state.static[name], media_type=STATIC_FILES[name])
+
+
+async def run_job(request: Request, slot: Slot, job: Callable[[ServiceState, T], dict], argument: T) -> dict:
+    """Run a search or comparison in its slot, within the request timeout and the CPU budget of one
+    request, cancelled when the client disconnects."""
+    state = service_of(request)
+    return await slot.run(
+        job,
+        state,
+        argument,
+        timeout=state.settings.request_timeout,
+        cpu_seconds=state.settings.job_cpu_seconds,
+        disconnected=request.is_disconnected,
+    )
 
 
 def service_of(request: Request) -> ServiceState:

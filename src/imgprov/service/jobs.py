@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgprov.compare import Comparison
-from imgprov.images import LoadedImage
+from imgprov.images import LoadedImage, is_near_constant
 from imgprov.pictures import web as pictures
 from imgprov.results import SearchResult
 from imgprov.service.adapters import Explanation, compare_pair, explain_original, find_originals, match_roles
-from imgprov.service.errors import OriginalUnavailable, UnknownImage
+from imgprov.service.cancellation import checkpoint
+from imgprov.service.errors import BlankImage, OriginalUnavailable, UnknownImage
 from imgprov.service.originals import add_original, remove_original
 from imgprov.service.payloads import (
     comparison_payload,
@@ -52,18 +53,24 @@ def search_job(state: ServiceState, request: SearchRequest) -> dict:
     """Find the originals of the upload, compare it with the top match, and describe both."""
     query = decode(state, request.upload)
     collection = state.collections.current()
-    result = find_originals(
-        collection,
-        query.pixels,
-        state.search_conf,
-        state.embedder,
-        top_k=request.top_k,
-        query_name=request.upload.name,
-        unconfirmed=request.unconfirmed,
-    )
+    checkpoint()
+    if is_near_constant(query.pixels):
+        result = nothing_found(request.upload.name, query)
+    else:
+        result = find_originals(
+            collection,
+            query.pixels,
+            state.search_conf,
+            state.embedder,
+            top_k=request.top_k,
+            query_name=request.upload.name,
+            unconfirmed=request.unconfirmed,
+        )
+    checkpoint()
     records = collection.images([match.image_id for match in result.matches + result.unconfirmed])
     explanation, top = explain_top(state, collection, query.pixels, result)
     body = search_payload(result, match_roles(result), records, top)
+    checkpoint()
     if request.with_pictures:
         body["pictures"] = search_pictures(query.pixels, result, explanation)
     return body
@@ -83,11 +90,19 @@ def explain_top(
     return explanation, explanation_payload(explanation)
 
 
+def nothing_found(name: str, query: LoadedImage) -> SearchResult:
+    """The answer to a blank or flat query, found without searching: it shows nothing any original
+    could be the source of."""
+    return SearchResult(query=name, width=query.width, height=query.height, matches=(), timings={})
+
+
 def compare_job(state: ServiceState, request: CompareRequest) -> dict:
     """Compare the query with an uploaded original or with an indexed one."""
-    query = decode(state, request.query)
+    query = decode_comparable(state, request.query)
+    checkpoint()
     if request.original is not None:
-        original = decode(state, request.original).pixels
+        original = decode_comparable(state, request.original).pixels
+        checkpoint()
         comparison = compare_pair(query.pixels, original, state.compare_conf)
         original_json = {"name": request.original.name}
     else:
@@ -95,6 +110,7 @@ def compare_job(state: ServiceState, request: CompareRequest) -> dict:
         explanation = explain_original(collection, query.pixels, request.original_id, state.compare_conf)
         original, comparison = explanation.original, explanation.comparison
         original_json = image_payload(explanation.record)
+    checkpoint()
     body = {
         "query": request.query.name,
         "width": query.width,
@@ -110,6 +126,7 @@ def compare_job(state: ServiceState, request: CompareRequest) -> dict:
 def add_original_job(state: ServiceState, upload: Upload) -> tuple[dict, bool]:
     """Index an uploaded original; returns its metadata and whether it is new."""
     image = decode(state, upload)
+    checkpoint()
     added = add_original(state.settings.db, upload, image, wait_seconds=writer_wait(state))
     state.collections.reload()
     return image_payload(added.record), added.created
@@ -162,6 +179,14 @@ def decode(state: ServiceState, upload: Upload) -> LoadedImage:
     """Decode an upload within the server's limits."""
     settings = state.settings
     return decode_upload(upload, max_pixels=settings.max_pixels, max_bytes=settings.max_upload_bytes)
+
+
+def decode_comparable(state: ServiceState, upload: Upload) -> LoadedImage:
+    """Decode an image to compare; `BlankImage` (422) when it is blank or flat, which no verdict fits."""
+    image = decode(state, upload)
+    if is_near_constant(image.pixels):
+        raise BlankImage(f"{upload.name}: the image is blank (one flat colour); there is nothing to compare")
+    return image
 
 
 def writer_wait(state: ServiceState) -> float:

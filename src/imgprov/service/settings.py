@@ -29,8 +29,9 @@ class ServiceSettings:
     None disables every change. max_upload_bytes: largest uploaded file; max_pixels: largest decoded
     image (decompression-bomb guard). workers: threads running searches, comparisons and indexing;
     queue_size: jobs that may wait for a worker before requests get 503. request_timeout: seconds a
-    request waits for its job before a 504. upload_timeout: seconds a client may take to send its
-    whole request body before a 408.
+    request waits for its job before a 504. job_cpu_seconds: CPU time a search or comparison may use
+    on its worker thread before it is stopped, at its next step, with a 504. upload_timeout: seconds
+    a client may take to send its whole request body before a 408.
     create: create an empty index at `db` when there is none.
     """
 
@@ -42,6 +43,7 @@ class ServiceSettings:
     workers: int = 2
     queue_size: int = 8
     request_timeout: float = 120.0
+    job_cpu_seconds: float = 5.0
     upload_timeout: float = 60.0
     top_k: int = 10
     search_preset: str = presets.DEFAULT_SEARCH
@@ -58,7 +60,7 @@ class ServiceSettings:
                 raise SettingsError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.queue_size < 0:
             raise SettingsError(f"queue_size must be 0 or more, not {self.queue_size}")
-        for name in ("request_timeout", "upload_timeout"):
+        for name in ("request_timeout", "upload_timeout", "job_cpu_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, not {getattr(self, name)}")
 

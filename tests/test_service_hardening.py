@@ -1,0 +1,143 @@
+"""The service under attack (issue 23): bounded work, CPU budgets, cancelled jobs, idle connections,
+refusal before the body is read, the query's credentials, out-of-range ids."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from imgprov.demo import make_queries, skimage_data_dir
+from imgprov.service import jobs
+from imgprov.service.app import create_app
+from imgprov.service.cancellation import checkpoint
+from imgprov.service.errors import ClientGone
+from imgprov.service.pool import JobPool
+from imgprov.service.server import background_server
+from imgprov.service.settings import ServiceSettings
+from imgprov.storage import open_store, store_writer
+from imgprov.storage.migrate import migrate, source_presets
+
+TOKEN = "test-token-0123456789abcdef"
+BOMB_SIDE = 7000
+
+
+def declared_size_bomb(side: int = BOMB_SIDE) -> bytes:
+    """A 16x16 grey JPEG whose frame header declares `side` x `side` pixels (blank once decoded)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (128, 128, 128)).save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    frame = data.index(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = side.to_bytes(2, "big") * 2
+    return bytes(data)
+
+
+def upload(data: bytes, field: str = "file", name: str = "bomb.jpg") -> dict:
+    return {field: (name, data, "image/jpeg")}
+
+
+@pytest.fixture(scope="module")
+def service_db(photo_db, new_db) -> str:
+    db = new_db()
+    source = open_store(photo_db)
+    with store_writer(db, presets=source_presets(source)) as target:
+        migrate(source, target)
+    return db
+
+
+@pytest.fixture(scope="module")
+def queries(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("queries")
+    return {query.path.stem: query.path for query in make_queries(skimage_data_dir(), folder)}
+
+
+@pytest.fixture(scope="module")
+def client(service_db) -> Iterator[TestClient]:
+    with TestClient(create_app(ServiceSettings(db=service_db, token=TOKEN))) as test_client:
+        yield test_client
+
+
+def test_a_declared_size_bomb_is_answered_at_once(client):
+    started = time.perf_counter()
+    searched = client.post("/v1/search", files=upload(declared_size_bomb()))
+    assert searched.status_code == 200, searched.text
+    assert searched.json()["matches"] == [] and searched.json()["width"] == BOMB_SIDE
+    compared = client.post(
+        "/v1/compare", files={**upload(declared_size_bomb(), "query")}, data={"original_id": 1}
+    )
+    assert compared.status_code == 422 and "blank" in compared.json()["error"]
+    assert time.perf_counter() - started < 10
+
+
+def test_a_job_over_its_cpu_budget_gets_504(service_db, queries):
+    settings = ServiceSettings(db=service_db, job_cpu_seconds=0.01)
+    with TestClient(create_app(settings)) as limited:
+        response = limited.post("/v1/search", files=upload(queries["spliced"].read_bytes()))
+        assert response.status_code == 504 and "CPU" in response.json()["error"]
+        assert limited.app.state.service.jobs.pending == 0
+
+
+def wait_for_cancel(started: threading.Event) -> str:
+    started.set()
+    while True:
+        checkpoint()
+        time.sleep(0.01)
+
+
+def test_a_job_whose_client_left_is_cancelled_and_frees_its_slot():
+    pool = JobPool("test", workers=1, queue_size=0)
+    started = threading.Event()
+
+    async def gone() -> bool:
+        return started.is_set()
+
+    async def wait() -> None:
+        await pool.reserve().run(wait_for_cancel, started, timeout=30, disconnected=gone)
+
+    try:
+        with pytest.raises(ClientGone):
+            asyncio.run(wait())
+        deadline = time.monotonic() + 5
+        while pool.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pool.pending == 0
+    finally:
+        pool.shutdown()
+
+
+@pytest.mark.slow
+def test_a_client_that_hangs_up_frees_its_slot_on_a_real_server(service_db, queries, monkeypatch):
+    started = threading.Event()
+    monkeypatch.setattr(jobs, "search_job", lambda state, request: wait_for_cancel(started))
+    app = create_app(ServiceSettings(db=service_db, workers=1, queue_size=0))
+    body, content_type = multipart_body("file", "q.jpg", queries["flipped"].read_bytes())
+    with background_server(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(request_head("/v1/search", content_type, len(body)) + body)
+            assert started.wait(10)
+        pool = app.state.service.jobs
+        deadline = time.monotonic() + 5
+        while pool.pending and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.pending == 0
+
+
+def multipart_body(field: str, name: str, data: bytes) -> tuple[bytes, str]:
+    head = f'--xyz\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n\r\n'.encode()
+    return head + data + b"\r\n--xyz--\r\n", "multipart/form-data; boundary=xyz"
+
+
+def request_head(path: str, content_type: str, length: int, headers: str = "") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {length}\r\n{headers}\r\n"
+    ).encode()
