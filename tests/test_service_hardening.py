@@ -19,6 +19,7 @@ from imgprov.demo import make_queries, skimage_data_dir
 from imgprov.service import jobs
 from imgprov.service.app import create_app
 from imgprov.service.cancellation import checkpoint
+from imgprov.service.connections import HeaderDeadlineProtocol, connection_limit
 from imgprov.service.errors import ClientGone
 from imgprov.service.pool import JobPool
 from imgprov.service.server import background_server
@@ -141,3 +142,39 @@ def request_head(path: str, content_type: str, length: int, headers: str = "") -
         f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {length}\r\n{headers}\r\n"
     ).encode()
+
+
+def closed_within(connection: socket.socket, seconds: float, trickle: bytes = b"") -> bool:
+    """Whether the server closes the connection within `seconds`, sending `trickle` every 0.1 s."""
+    deadline = time.monotonic() + seconds
+    connection.settimeout(0.1)
+    while time.monotonic() < deadline:
+        try:
+            if trickle:
+                connection.sendall(trickle)
+            if connection.recv(1024) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+    return False
+
+
+@pytest.mark.slow
+def test_silent_and_slow_header_connections_are_closed(service_db, monkeypatch):
+    monkeypatch.setattr(HeaderDeadlineProtocol, "header_seconds", 0.5)
+    app = create_app(ServiceSettings(db=service_db, workers=1, queue_size=0))
+    with background_server(app) as url:
+        address = url.removeprefix("http://").split(":")
+        address = (address[0], int(address[1]))
+        silent = [socket.create_connection(address) for _ in range(connection_limit(1, 0) + 5)]
+        with socket.create_connection(address) as slow:
+            slow.sendall(b"GET /v1/health HTTP/1.1\r\nHost: test\r\n")
+            assert closed_within(slow, 3, trickle=b"X-Slow: 1\r\n")
+        assert all(closed_within(connection, 3) for connection in silent)
+        for connection in silent:
+            connection.close()
+        with socket.create_connection(address, timeout=5) as healthy:
+            healthy.sendall(b"GET /v1/health HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert healthy.recv(1024).startswith(b"HTTP/1.1 200")
