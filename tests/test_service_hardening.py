@@ -178,3 +178,47 @@ def test_silent_and_slow_header_connections_are_closed(service_db, monkeypatch):
         with socket.create_connection(address, timeout=5) as healthy:
             healthy.sendall(b"GET /v1/health HTTP/1.1\r\nHost: test\r\n\r\n")
             assert healthy.recv(1024).startswith(b"HTTP/1.1 200")
+
+
+def reply_to_partial_upload(url: str, path: str, headers: str = "") -> bytes:
+    """Send a request declaring a 20 MB body but only its first 64 KB; the server's reply, if any."""
+    host, port = url.removeprefix("http://").split(":")
+    part, content_type = multipart_body("file", "big.jpg", b"\xff" * 65536)
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request_head(path, content_type, 20 << 20, headers) + part)
+        return connection.recv(65536)
+
+
+@pytest.mark.slow
+def test_token_and_queue_are_checked_before_the_body_is_read(service_db):
+    app = create_app(ServiceSettings(db=service_db, token=TOKEN, open_search=False, workers=1, queue_size=0))
+    with background_server(app) as url:
+        assert reply_to_partial_upload(url, "/v1/images").startswith(b"HTTP/1.1 401")
+        assert reply_to_partial_upload(url, "/v1/search").startswith(b"HTTP/1.1 401")
+        release = threading.Event()
+        app.state.service.jobs.submit(release.wait)
+        try:
+            reply = reply_to_partial_upload(url, "/v1/search", f"Authorization: Bearer {TOKEN}\r\n")
+            assert reply.startswith(b"HTTP/1.1 503")
+        finally:
+            release.set()
+
+
+def test_a_file_field_without_file_name_is_a_clear_400(client):
+    body, content_type = multipart_body("file", "x.jpg", declared_size_bomb(16))
+    body = body.replace(b'; filename="x.jpg"', b"")
+    response = client.post("/v1/search", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 400 and "file upload" in response.json()["error"]
+    assert client.post("/v1/search", files={"other": ("a.jpg", b"x")}).status_code == 400
+
+
+@pytest.mark.parametrize("image_id", [2**63, 2**64, 10**30])
+def test_ids_beyond_64_bits_name_no_image(client, image_id):
+    assert client.get(f"/v1/images/{image_id}").status_code == 404
+    assert client.get(f"/v1/images/{image_id}/thumbnail").status_code == 404
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.delete(f"/v1/images/{image_id}", headers=headers).status_code == 404
+    compared = client.post(
+        "/v1/compare", files=upload(declared_size_bomb(16), "query"), data={"original_id": image_id}
+    )
+    assert compared.status_code == 404
