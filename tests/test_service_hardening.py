@@ -11,9 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from skimage import data as skimage_data
 
 from imgprov.demo import make_queries, skimage_data_dir
 from imgprov.service import jobs
@@ -26,6 +28,7 @@ from imgprov.service.server import background_server
 from imgprov.service.settings import ServiceSettings
 from imgprov.storage import open_store, store_writer
 from imgprov.storage.migrate import migrate, source_presets
+from tests.c2pa_chain import created_action, encode, make_signing_chain, sign_image
 
 TOKEN = "test-token-0123456789abcdef"
 BOMB_SIDE = 7000
@@ -222,3 +225,18 @@ def test_ids_beyond_64_bits_name_no_image(client, image_id):
         "/v1/compare", files=upload(declared_size_bomb(16), "query"), data={"original_id": image_id}
     )
     assert compared.status_code == 404
+
+
+def test_search_reports_the_query_credentials_as_the_command_line_does(client):
+    chain = make_signing_chain()
+    photo = Image.fromarray(np.ascontiguousarray(skimage_data.coffee()))
+    signed = sign_image(
+        encode(photo), "image/jpeg", chain, title="coffee.jpg", actions=[created_action("camera")]
+    )
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    added = client.post("/v1/images", files=upload(signed, name="coffee.jpg"), headers=headers)
+    assert added.status_code in (200, 201), added.text
+    body = client.post("/v1/search", files=upload(signed, name="coffee.jpg")).json()
+    assert body["credentials"] is not None
+    top = next(match for match in body["matches"] if match["id"] == added.json()["image"]["id"])
+    assert top["agreement"]["verdict"] == "same-manifest"

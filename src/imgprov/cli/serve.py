@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from imgprov import presets
-from imgprov.cli.options import DbOption
+from imgprov.cli.options import DbOption, TrustOption
 from imgprov.compare import COMPARES, DEFAULT_COMPARE
 from imgprov.errors import ImgprovError
 from imgprov.service.settings import OPEN_SEARCH_ENV, TOKEN_ENV, ServiceSettings
@@ -68,6 +68,7 @@ def serve_command(
     compare_preset: Annotated[
         str, typer.Option(help=f"Compare preset: {', '.join(sorted(COMPARES))}.")
     ] = DEFAULT_COMPARE,
+    trust_anchors: TrustOption = None,
     create: Annotated[bool, typer.Option(help="Create an empty index at --db when there is none.")] = False,
 ) -> None:
     """Serve the HTTP API and the web page for the index at --db."""
@@ -92,6 +93,7 @@ def serve_command(
         top_k=top_k,
         search_preset=preset,
         compare_preset=compare_preset,
+        trust_anchors=trust_anchors,
         create=create,
     )
 

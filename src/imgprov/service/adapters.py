@@ -17,6 +17,7 @@ from imgprov.extract.rootsift import LocalFeatures
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
 from imgprov.presets import SearchConf
+from imgprov.provenance import ContentCredentials
 from imgprov.results import Match, SearchResult
 from imgprov.search.pipeline import search
 from imgprov.service.errors import OriginalUnavailable, UnknownImage
@@ -47,6 +48,7 @@ def find_originals(
     top_k: int,
     query_name: str,
     unconfirmed: bool = False,
+    query_credentials: ContentCredentials | None = None,
 ) -> SearchResult:
     """Search the collection for the originals of `pixels` ((H, W, 3) uint8 RGB); with `unconfirmed`,
     the candidates ranked next as well (`SearchResult.unconfirmed`)."""
@@ -58,6 +60,7 @@ def find_originals(
         query_name=query_name,
         embedder=embedder,
         unconfirmed=unconfirmed,
+        query_credentials=query_credentials,
     )
 
 

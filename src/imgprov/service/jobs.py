@@ -9,6 +9,7 @@ import numpy as np
 from imgprov.compare import Comparison
 from imgprov.images import LoadedImage, is_near_constant
 from imgprov.pictures import web as pictures
+from imgprov.provenance import ContentCredentials, mime_type_for, read_manifest
 from imgprov.results import SearchResult
 from imgprov.service.adapters import Explanation, compare_pair, explain_original, find_originals, match_roles
 from imgprov.service.cancellation import checkpoint
@@ -53,9 +54,10 @@ def search_job(state: ServiceState, request: SearchRequest) -> dict:
     """Find the originals of the upload, compare it with the top match, and describe both."""
     query = decode(state, request.upload)
     collection = state.collections.current()
+    credentials = read_manifest(request.upload.data, mime_type_for(query.format), trust=state.trust)
     checkpoint()
     if is_near_constant(query.pixels):
-        result = nothing_found(request.upload.name, query)
+        result = nothing_found(request.upload.name, query, credentials)
     else:
         result = find_originals(
             collection,
@@ -65,6 +67,7 @@ def search_job(state: ServiceState, request: SearchRequest) -> dict:
             top_k=request.top_k,
             query_name=request.upload.name,
             unconfirmed=request.unconfirmed,
+            query_credentials=credentials,
         )
     checkpoint()
     records = collection.images([match.image_id for match in result.matches + result.unconfirmed])
@@ -90,10 +93,13 @@ def explain_top(
     return explanation, explanation_payload(explanation)
 
 
-def nothing_found(name: str, query: LoadedImage) -> SearchResult:
+def nothing_found(name: str, query: LoadedImage, credentials: ContentCredentials | None) -> SearchResult:
     """The answer to a blank or flat query, found without searching: it shows nothing any original
     could be the source of."""
-    return SearchResult(query=name, width=query.width, height=query.height, matches=(), timings={})
+    summary = credentials.summary() if credentials is not None else None
+    return SearchResult(
+        query=name, width=query.width, height=query.height, matches=(), timings={}, credentials=summary
+    )
 
 
 def compare_job(state: ServiceState, request: CompareRequest) -> dict:

@@ -69,6 +69,7 @@ def search_payload(
         "query": result.query,
         "width": result.width,
         "height": result.height,
+        "credentials": result.credentials,
         "matches": [
             match_payload(match, result, roles[match.image_id], records.get(match.image_id))
             for match in result.matches

@@ -32,6 +32,7 @@ class ServiceSettings:
     request waits for its job before a 504. job_cpu_seconds: CPU time a search or comparison may use
     on its worker thread before it is stopped, at its next step, with a 504. upload_timeout: seconds
     a client may take to send its whole request body before a 408.
+    trust_anchors: PEM file of C2PA trust anchors, as `imgprov search --trust-anchors` takes.
     create: create an empty index at `db` when there is none.
     """
 
@@ -48,6 +49,7 @@ class ServiceSettings:
     top_k: int = 10
     search_preset: str = presets.DEFAULT_SEARCH
     compare_preset: str = DEFAULT_COMPARE
+    trust_anchors: Path | None = None
     create: bool = False
 
     def __post_init__(self) -> None:

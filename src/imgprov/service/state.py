@@ -12,6 +12,7 @@ from imgprov.compare import CompareConf, compare_preset
 from imgprov.extract.models import sscd_extractor
 from imgprov.extract.sscd import SSCDExtractor, available_cores
 from imgprov.presets import SearchConf
+from imgprov.provenance import TrustAnchors
 from imgprov.service.pool import JobPool
 from imgprov.service.settings import ServiceSettings
 from imgprov.storage import Store, open_store, parse_location, store_writer
@@ -97,6 +98,7 @@ class ServiceState:
     embedder: SSCDExtractor | None
     jobs: JobPool
     light_jobs: JobPool
+    trust: TrustAnchors | None = None
 
     def shutdown(self) -> None:
         self.jobs.shutdown()
@@ -120,4 +122,5 @@ def build_state(settings: ServiceSettings) -> ServiceState:
         embedder=sscd_extractor(global_conf, threads_per_job) if global_conf else None,
         jobs=JobPool("jobs", settings.workers, settings.queue_size),
         light_jobs=JobPool("thumbnails", LIGHT_WORKERS, LIGHT_QUEUE),
+        trust=TrustAnchors.from_file(settings.trust_anchors) if settings.trust_anchors else None,
     )
