@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import socket
 import threading
 import time
@@ -23,9 +24,10 @@ from imgprov.service.app import create_app
 from imgprov.service.cancellation import checkpoint
 from imgprov.service.connections import HeaderDeadlineProtocol, connection_limit
 from imgprov.service.errors import ClientGone
+from imgprov.service.originals import originals_folder, orphaned_originals
 from imgprov.service.pool import JobPool
-from imgprov.service.server import background_server
-from imgprov.service.settings import ServiceSettings
+from imgprov.service.server import background_server, server_config
+from imgprov.service.settings import ServiceSettings, SettingsError
 from imgprov.storage import open_store, store_writer
 from imgprov.storage.migrate import migrate, source_presets
 from tests.c2pa_chain import created_action, encode, make_signing_chain, sign_image
@@ -240,3 +242,52 @@ def test_search_reports_the_query_credentials_as_the_command_line_does(client):
     assert body["credentials"] is not None
     top = next(match for match in body["matches"] if match["id"] == added.json()["image"]["id"])
     assert top["agreement"]["verdict"] == "same-manifest"
+
+
+def test_tokens_with_spaces_are_refused_at_start_up(service_db):
+    for token in (" " * 16, "sixteen chars ok!", f"{TOKEN}\n"):
+        with pytest.raises(SettingsError, match="spaces"):
+            ServiceSettings(db=service_db, token=token)
+
+
+def test_query_strings_never_reach_the_access_log(service_db):
+    server_config(create_app(ServiceSettings(db=service_db)), host="127.0.0.1", port=1)
+    arguments = ("127.0.0.1:5000", "GET", f"/v1/health?token={TOKEN}", "1.1", 200)
+    line = '%s - "%s %s HTTP/%s" %d'
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, line, arguments, None)
+    assert logging.getLogger("uvicorn.access").filter(record)
+    assert TOKEN not in record.getMessage() and "GET /v1/health HTTP/1.1" in record.getMessage()
+
+
+def test_no_redirect_echoes_the_host_and_head_answers_like_get(client):
+    response = client.get("/docs/", headers={"Host": "evil.example"}, follow_redirects=False)
+    assert response.status_code == 404 and "location" not in response.headers
+    for path in ("/v1/health", "/", "/v1/images/1"):
+        head, get = client.head(path), client.get(path)
+        assert head.status_code == get.status_code == 200 and head.content == b""
+        assert head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_health_hides_the_collection_when_searching_needs_the_token(service_db):
+    settings = ServiceSettings(db=service_db, token=TOKEN, open_search=False)
+    with TestClient(create_app(settings)) as protected:
+        body = protected.get("/v1/health").json()
+        assert body["status"] == "ok" and "images" not in body
+
+
+def test_originals_no_record_points_to_are_found(client, service_db):
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    red = encode(Image.new("RGB", (64, 48), "red"))
+    added = client.post("/v1/images", files=upload(red), headers=headers)
+    assert added.status_code in (200, 201)
+    folder = originals_folder(service_db)
+    orphan, partial = folder / f"{'0' * 64}.jpg", folder / f"{'1' * 64}.png.part"
+    orphan.write_bytes(b"left by kill -9")
+    partial.write_bytes(b"half")
+    catalogue = client.app.state.service.collections.current().catalogue
+    try:
+        assert orphaned_originals(service_db, catalogue) == [orphan, partial]
+    finally:
+        orphan.unlink()
+        partial.unlink()
+    assert orphaned_originals(service_db, catalogue) == []

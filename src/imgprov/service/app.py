@@ -25,7 +25,7 @@ from imgprov.errors import ImgprovError
 from imgprov.service import jobs
 from imgprov.service.errors import BadRequest, UnknownImage, client_message, status_of
 from imgprov.service.pool import Slot
-from imgprov.service.security import BodyLimit, SecurityHeaders, search_access, write_access
+from imgprov.service.security import BodyLimit, HeadAsGet, SecurityHeaders, search_access, write_access
 from imgprov.service.settings import ServiceSettings
 from imgprov.service.state import RELEASE_SECONDS, ServiceState, build_state
 from imgprov.service.uploads import SUPPORTED, form_file, form_id, read_upload
@@ -103,11 +103,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=_lifespan,
+        redirect_slashes=False,
     )
     app.state.service = build_state(settings)
     app.state.static = {name: _static_bytes(name) for name in [*STATIC_FILES, *PAGES.values()]}
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, timeout=settings.upload_timeout)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(HeadAsGet)
     _add_error_handlers(app)
     _add_api_routes(app)
     _add_page_routes(app)
@@ -170,14 +172,18 @@ def _add_page_routes(app: FastAPI) -> None:
 
 
 async def get_health(request: Request) -> JSONResponse:
-    """Whether the service is up, how many originals it holds, and how busy it is."""
+    """Whether the service is up, how many originals it holds (only when searching is open), and how
+    busy it is."""
     state = service_of(request)
-    images = await state.light_jobs.run(_image_count, state, timeout=state.settings.request_timeout)
+    collection = {}
+    if state.settings.open_search:
+        timeout = state.settings.request_timeout
+        collection["images"] = await state.light_jobs.run(_image_count, state, timeout=timeout)
     return api_json(
         {
             "status": "ok",
             "version": __version__,
-            "images": images,
+            **collection,
             "open_search": state.settings.open_search,
             "writable": state.settings.writable,
             "workers": state.jobs.workers,

@@ -12,6 +12,7 @@ first bytes of a following request arrived. The body has its own deadline (`Body
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -28,6 +29,27 @@ def connection_limit(workers: int, queue_size: int) -> int:
     """Open connections uvicorn serves before answering 503 itself: one per job slot, and room for
     the light requests that need no slot."""
     return workers + queue_size + LIGHT_CONNECTIONS
+
+
+class WithoutQueryString(logging.Filter):
+    """Drops the query string from uvicorn's access log lines: a client may put a token there (it
+    is refused, as tokens are only read from the Authorization header, but it must not be logged)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == ACCESS_LOG_ARGUMENTS:
+            client, method, path, version, status = record.args
+            record.args = (client, method, str(path).partition("?")[0], version, status)
+        return True
+
+
+ACCESS_LOG_ARGUMENTS = 5
+"""uvicorn's access log record: client address, method, path with query, HTTP version, status."""
+ACCESS_LOG_FILTER = WithoutQueryString()
+
+
+def hide_query_strings() -> None:
+    """Keep query strings out of uvicorn's access log (idempotent)."""
+    logging.getLogger("uvicorn.access").addFilter(ACCESS_LOG_FILTER)
 
 
 class HeaderDeadlineProtocol(H11Protocol):

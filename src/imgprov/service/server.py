@@ -14,7 +14,12 @@ import uvicorn
 from fastapi import FastAPI
 
 from imgprov.service.app import create_app
-from imgprov.service.connections import KEEP_ALIVE_SECONDS, HeaderDeadlineProtocol, connection_limit
+from imgprov.service.connections import (
+    KEEP_ALIVE_SECONDS,
+    HeaderDeadlineProtocol,
+    connection_limit,
+    hide_query_strings,
+)
 from imgprov.service.settings import ServiceSettings
 from imgprov.storage import parse_location
 
@@ -44,9 +49,10 @@ def run_server(
 
 def server_config(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
     """uvicorn settings: no proxy headers trusted, connections bounded in number (by the job pool's
-    size) and in time (idle keep-alive, request headers), no server banner."""
+    size) and in time (idle keep-alive, request headers), no server banner, no query strings in the
+    access log."""
     settings = app.state.service.settings
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -57,6 +63,8 @@ def server_config(app: FastAPI, *, host: str, port: int, log_level: str = "info"
         limit_concurrency=connection_limit(settings.workers, settings.queue_size),
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
+    hide_query_strings()
+    return config
 
 
 def page_url(host: str, port: int) -> str:

@@ -55,6 +55,8 @@ class ServiceSettings:
     def __post_init__(self) -> None:
         if self.token is not None and len(self.token) < MIN_TOKEN_LENGTH:
             raise SettingsError(f"the token must be at least {MIN_TOKEN_LENGTH} characters long")
+        if self.token is not None and any(character.isspace() for character in self.token):
+            raise SettingsError("the token must not contain spaces (a client could never send it)")
         if not self.open_search and self.token is None:
             raise SettingsError(f"searching is token-protected but no token is set (--token or ${TOKEN_ENV})")
         for name in ("max_upload_bytes", "max_pixels", "workers", "top_k"):
