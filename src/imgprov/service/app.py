@@ -24,11 +24,12 @@ from imgprov import __version__
 from imgprov.errors import ImgprovError
 from imgprov.service import jobs
 from imgprov.service.errors import BadRequest, UnknownImage, client_message, status_of
+from imgprov.service.forms import form_file, form_id
 from imgprov.service.pool import Slot
 from imgprov.service.security import BodyLimit, HeadAsGet, SecurityHeaders, search_access, write_access
 from imgprov.service.settings import ServiceSettings
 from imgprov.service.state import RELEASE_SECONDS, ServiceState, build_state
-from imgprov.service.uploads import SUPPORTED, form_file, form_id, read_upload
+from imgprov.service.uploads import SUPPORTED, read_upload
 
 log = logging.getLogger("imgprov.service")
 T = TypeVar("T")

@@ -12,11 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from starlette.datastructures import FormData, UploadFile
-
 from imgprov.errors import EmptyImage, ImageTooLarge, NotAnImage
 from imgprov.images import LoadedImage, decode_rgb
-from imgprov.service.errors import BadRequest
 
 READ_CHUNK_BYTES = 1 << 20
 MAX_NAME_LENGTH = 120
@@ -79,29 +76,6 @@ async def read_upload(upload: UploadedFile, max_bytes: int) -> Upload:
     if received == 0:
         raise EmptyImage("the upload is empty (0 bytes)")
     return Upload(b"".join(chunks), display_name(upload.filename))
-
-
-def form_file(form: FormData, name: str, *, required: bool = True) -> UploadFile | None:
-    """The file sent in form field `name`; `BadRequest` when it is missing (and required) or is a
-    plain field, as a browser sends a file input left empty (no file name)."""
-    value = form.get(name)
-    if value is None:
-        if required:
-            raise BadRequest(f"the form field `{name}` (an image file) is missing")
-        return None
-    if not isinstance(value, UploadFile):
-        raise BadRequest(f"the form field `{name}` must be a file upload with a file name, not a text field")
-    return value
-
-
-def form_id(form: FormData, name: str) -> int | None:
-    """The positive integer sent in form field `name`, None when absent; `BadRequest` otherwise."""
-    value = form.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip().isdigit() or int(value) < 1:
-        raise BadRequest(f"the form field `{name}` must be a positive integer")
-    return int(value)
 
 
 def decode_upload(upload: Upload, *, max_pixels: int, max_bytes: int) -> LoadedImage:
