@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from PIL import Image
 from skimage import data as skimage_data
 
 from imgprov.demo import make_queries, skimage_data_dir
+from imgprov.images import declared_pixels
 from imgprov.service import jobs
 from imgprov.service.app import create_app
 from imgprov.service.cancellation import checkpoint
@@ -291,3 +293,33 @@ def test_originals_no_record_points_to_are_found(client, service_db):
         orphan.unlink()
         partial.unlink()
     assert orphaned_originals(service_db, catalogue) == []
+
+
+def test_large_images_run_one_at_a_time_and_leave_a_worker_free(service_db, monkeypatch):
+    release = threading.Event()
+
+    def fake_search(state, request) -> dict:
+        while request.upload.name == "bomb.jpg" and not release.is_set():
+            checkpoint()
+            time.sleep(0.01)
+        return {"name": request.upload.name}
+
+    monkeypatch.setattr(jobs, "search_job", fake_search)
+    settings = ServiceSettings(db=service_db, workers=2, queue_size=4, request_timeout=30)
+    with TestClient(create_app(settings)) as busy, ThreadPoolExecutor(2) as attackers:
+        bomb = upload(declared_size_bomb())
+        large = [attackers.submit(busy.post, "/v1/search", files=bomb) for _ in range(2)]
+        try:
+            while busy.app.state.service.jobs.pending < 2:
+                time.sleep(0.01)
+            started = time.perf_counter()
+            small = busy.post("/v1/search", files=upload(declared_size_bomb(16), name="small.jpg"))
+            assert small.status_code == 200 and time.perf_counter() - started < 5
+        finally:
+            release.set()
+        assert [future.result().status_code for future in large] == [200, 200]
+
+
+def test_declared_pixels_are_read_from_the_header():
+    assert declared_pixels(declared_size_bomb()) == BOMB_SIDE * BOMB_SIDE
+    assert declared_pixels(b"not an image") == 0

@@ -151,8 +151,29 @@ def decode_rgb(data: bytes, *, name: str, max_pixels: int) -> tuple[np.ndarray, 
         raise TruncatedImage(f"{name}: truncated or corrupt image data ({_short(exc)})") from None
 
 
+HEADER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, RuntimeError)
+"""What Pillow and its plugins raise on bytes whose header they cannot read."""
+
+
+def declared_pixels(data: bytes) -> int:
+    """The pixel count an image's header declares, read without decoding it; 0 when the bytes are no
+    image imgprov reads (the decoder then says why), `DEFAULT_MAX_PIXELS` + 1 beyond Pillow's own
+    bomb limit."""
+    _register_heif_opener()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=decoded_formats()) as image:
+                return image.width * image.height
+    except Image.DecompressionBombError:
+        return DEFAULT_MAX_PIXELS + 1
+    except (*HEADER_ERRORS, struct.error):
+        return 0
+
+
 def to_rgb_array(image: Image.Image) -> np.ndarray:
-    """Convert any Pillow mode to `(H, W, 3) uint8` RGB."""
+    """Convert any Pillow mode to `(H, W, 3) uint8` RGB (an RGB image without a converted copy: a large
+    image's decoding then peaks at about twice its pixels' size, not three times)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _gray_to_rgb(_rescale_to_uint8(np.asarray(image, dtype=np.float64)))
     if image.mode == "P":
@@ -161,7 +182,7 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     return np.ascontiguousarray(rgb)
 
 

@@ -19,17 +19,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from imgprov import __version__
 from imgprov.errors import ImgprovError
+from imgprov.images import declared_pixels
 from imgprov.service import jobs
-from imgprov.service.errors import BadRequest, UnknownImage, client_message, status_of
+from imgprov.service.errors import BadRequest, ClientGone, UnknownImage, client_message, status_of
 from imgprov.service.forms import form_file, form_id
 from imgprov.service.pool import Slot
 from imgprov.service.security import BodyLimit, HeadAsGet, SecurityHeaders, search_access, write_access
 from imgprov.service.settings import ServiceSettings
 from imgprov.service.state import RELEASE_SECONDS, ServiceState, build_state
-from imgprov.service.uploads import SUPPORTED, read_upload
+from imgprov.service.uploads import SUPPORTED, Upload, read_upload
 
 log = logging.getLogger("imgprov.service")
 T = TypeVar("T")
@@ -43,6 +45,8 @@ PAGES = {"/": "index.html", "/docs": "docs.html"}
 ImageId = Annotated[int, Path(ge=1, description="An image id from a search result or `POST /v1/images`.")]
 FORM_FIELDS = 4
 """Most form fields a request may send (the API reads at most three)."""
+LARGE_IMAGE_PIXELS = 16_000_000
+"""Uploads declaring more pixels than this (a 16-megapixel photo) are searched one at a time."""
 MAX_IMAGE_ID = (1 << 63) - 1
 """Largest id the catalogue can hold (a signed 64-bit integer); a larger one names no image."""
 WithPictures = Annotated[
@@ -219,7 +223,7 @@ async def post_search(
         async with request.form(max_files=1, max_fields=FORM_FIELDS) as form:
             upload = await read_upload(form_file(form, "file"), state.settings.max_upload_bytes)
         job = jobs.SearchRequest(upload, top_k or state.settings.top_k, pictures, unconfirmed)
-        return api_json(await run_job(request, slot, jobs.search_job, job))
+        return api_json(await run_job(request, slot, jobs.search_job, job, upload))
 
 
 async def post_compare(request: Request, pictures: WithPictures = False) -> JSONResponse:
@@ -241,7 +245,8 @@ async def post_compare(request: Request, pictures: WithPictures = False) -> JSON
             query_upload = await read_upload(query, limit)
             original_upload = await read_upload(original, limit) if original is not None else None
         job = jobs.CompareRequest(query_upload, original_upload, known_id(original_id), pictures)
-        return api_json(await run_job(request, slot, jobs.compare_job, job))
+        uploads = [upload for upload in (query_upload, original_upload) if upload is not None]
+        return api_json(await run_job(request, slot, jobs.compare_job, job, *uploads))
 
 
 async def post_image(request: Request) -> JSONResponse:
@@ -305,18 +310,24 @@ async def static_file(request: Request, name: str) -> Response:
     return Response(request.app.state.static[name], media_type=STATIC_FILES[name])
 
 
-async def run_job(request: Request, slot: Slot, job: Callable[[ServiceState, T], dict], argument: T) -> dict:
+async def run_job(
+    request: Request, slot: Slot, job: Callable[[ServiceState, T], dict], argument: T, *uploads: Upload
+) -> dict:
     """Run a search or comparison in its slot, within the request timeout and the CPU budget of one
-    request, cancelled when the client disconnects."""
+    request, cancelled when the client disconnects. Jobs whose uploads declare more than
+    `LARGE_IMAGE_PIXELS` run one at a time (`ServiceState.large_lane`), so that large images, or
+    small files declaring a large size, never hold every worker while ordinary searches wait."""
     state = service_of(request)
-    return await slot.run(
-        job,
-        state,
-        argument,
-        timeout=state.settings.request_timeout,
-        cpu_seconds=state.settings.job_cpu_seconds,
-        disconnected=request.is_disconnected,
-    )
+    pixels = sum(declared_pixels(upload.data) for upload in uploads)
+    async with state.large_lane if pixels > LARGE_IMAGE_PIXELS else contextlib.nullcontext():
+        return await slot.run(
+            job,
+            state,
+            argument,
+            timeout=state.settings.request_timeout,
+            cpu_seconds=state.settings.job_cpu_seconds,
+            disconnected=request.is_disconnected,
+        )
 
 
 def known_id(image_id: int | None) -> int | None:
@@ -345,6 +356,7 @@ def _static_bytes(name: str) -> bytes:
 
 def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ImgprovError, _imgprov_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
@@ -357,6 +369,11 @@ async def _imgprov_error(request: Request, exc: ImgprovError) -> JSONResponse:
         return error_json(500, "internal error; see the server log")
     headers = {"Retry-After": "2"} if status == 503 else None
     return error_json(status, client_message(exc), headers)
+
+
+async def _client_disconnected(request: Request, exc: ClientDisconnect) -> JSONResponse:
+    """The client hung up while sending its form: nobody reads this answer, and nothing failed."""
+    return await _imgprov_error(request, ClientGone("the client disconnected while sending its request"))
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -3,8 +3,9 @@ pools and the SSCD extractor. No writer lock is held between requests."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgprov import presets
@@ -23,6 +24,8 @@ RELEASE_SECONDS = 10.0
 LIGHT_WORKERS = 1
 LIGHT_QUEUE = 32
 """Health, metadata and thumbnails run on their own small pool: they never wait behind searches."""
+LARGE_JOBS = 1
+"""Jobs on large images (`app.LARGE_IMAGE_PIXELS`) running at once; the other workers stay free."""
 
 
 class CollectionCache:
@@ -99,6 +102,7 @@ class ServiceState:
     jobs: JobPool
     light_jobs: JobPool
     trust: TrustAnchors | None = None
+    large_lane: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(LARGE_JOBS))
 
     def shutdown(self) -> None:
         self.jobs.shutdown()
