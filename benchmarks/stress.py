@@ -6,11 +6,14 @@
 2. Hostile input: every named case and seeded random mutations through the loader, in a child
    process capped at 2 GiB of address space; then named cases and mutations as uploads to the
    running server of the load test, which must answer each with 200 or a 4xx JSON error.
+4. Attacks (benchmarks/stress_attacks.py): requests that try to tie up the server, each with a
+   legitimate search beside it; server CPU, peak memory, that search's status and latency, health.
 3. Load: `imgprov serve` on the loopback over the demo collection, concurrent clients for a fixed
    time mixing `POST /v1/search` and `POST /v1/compare` (with an indexed original); errors, req/s,
    latency p50/p99 per endpoint, and the server's resident memory after warm-up and at the end.
 
     python -m benchmarks.stress [--kills 150] [--fuzz-inputs 20000] [--seconds 60] [--clients 16]
+    python -m benchmarks.stress --only-attacks   # the attack table alone, the other sections kept
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ import httpx
 import numpy as np
 
 from benchmarks.bench_service import HOST, commit, free_port, machine, prepare_collection, stop_server
-from benchmarks.report import write_section
+from benchmarks.report import SECTIONS_DIR, write_section
+from benchmarks.stress_attacks import attack_lines, run_attacks, token_environment
 from imgprov.storage.embedded.collection import Collection
 from tests.faults import SCENARIOS, Tally, run_scenario, write_small_photos
 from tests.hostile import mutate, named_cases, random_mutations, seeds
@@ -47,6 +51,8 @@ SCENARIO_SHARES = {"index-remove": 0.4, "retrain": 0.35, "global-descriptors": 0
 HOSTILE_UPLOADS = 200
 MEMORY_LIMIT_MIB = 2048
 CLIENT_STATUSES = {400, 413, 415}
+LEGITIMATE_SECONDS = 3.0
+"""Issue 23's target for a legitimate search during an attack."""
 
 
 @dataclass(frozen=True)
@@ -269,6 +275,30 @@ def load_test(args: argparse.Namespace) -> dict:
     }
 
 
+def attack_test(args: argparse.Namespace) -> dict:
+    """The attack table against a server of its own (with a token, so uploads without one are refused)."""
+    db, queries = prepare_collection(args.workdir / "service")
+    port = free_port()
+    with token_environment():
+        server = start_server(db, port, args)
+    try:
+        base_url = f"http://{HOST}:{port}"
+        warm_up(
+            base_url, load_requests(db, queries, [("coffee",), ("rocket",), ("astronaut", "chelsea"), ()])
+        )
+        rows = run_attacks(base_url, server.pid, queries[0])
+    finally:
+        stop_server(server)
+    return {
+        "command": " ".join(["python -m benchmarks.stress", *map(shlex.quote, sys.argv[1:])]),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit(),
+        "workers": args.workers,
+        "queue": args.queue,
+        "rows": rows,
+    }
+
+
 def tally_figures(tally: Tally) -> dict:
     return {
         "runs": tally.runs,
@@ -298,8 +328,17 @@ def markdown(figures: dict) -> str:
         *fault_lines(figures["faults"]),
         *hostile_lines(figures["hostile_loader"], figures["load"]["hostile_uploads"]),
         *load_lines(figures["load"]),
+        *(attack_section(figures["attacks"]) if "attacks" in figures else []),
     ]
     return "\n".join(lines)
+
+
+def attack_section(attacks: dict) -> list[str]:
+    """The attack table, after a blank line, with its own command, date and commit (it may be run
+    alone, `--only-attacks`)."""
+    table = attack_lines(attacks["rows"], attacks["workers"], attacks["queue"])
+    provenance = f"`{attacks['command']}`, {attacks['date']}, commit {attacks['commit']}."
+    return ["", *table[:2], f"Run by {provenance}", "", *table[2:]]
 
 
 def fault_lines(faults: dict) -> list[str]:
@@ -401,7 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=Path("out/stress"))
+    parser.add_argument(
+        "--only-attacks", action="store_true", help="run only the attack table; keep the other sections"
+    )
     args = parser.parse_args(argv)
+    if args.only_attacks:
+        return only_attacks(args)
     load_at_start = os.getloadavg()[0]
     faults, fault_seconds = run_timed(lambda: fault_injection(args.workdir / "faults", args.kills, args.seed))
     loader, loader_seconds = run_timed(lambda: hostile_loader(args.fuzz_inputs, args.seed))
@@ -416,11 +460,32 @@ def main(argv: list[str] | None = None) -> int:
         "hostile_loader": loader,
         "load": load,
         "seconds": {"faults": fault_seconds, "hostile_loader": loader_seconds, "load": load_seconds},
+        "attacks": attack_test(args),
     }
     text = markdown(figures)
     print(text)
     write_section("stress", text, figures)
     return 0 if passed(figures) else 1
+
+
+def only_attacks(args: argparse.Namespace) -> int:
+    """Run the attack table and rewrite the stress section with it, the other figures as they were."""
+    figures = json.loads((SECTIONS_DIR / "stress.json").read_text())
+    figures["attacks"] = attack_test(args)
+    text = markdown(figures)
+    print("\n".join(attack_section(figures["attacks"])))
+    write_section("stress", text, figures)
+    return 0 if attacks_held(figures["attacks"]) else 1
+
+
+def attacks_held(attacks: dict) -> bool:
+    """Issue 23's targets: the legitimate search answered 200 within 3 s, health 200, during every attack."""
+    return all(
+        row["legitimate_search"].get("status") == 200
+        and row["legitimate_search"].get("seconds", 99) <= LEGITIMATE_SECONDS
+        and row["health"] == 200
+        for row in attacks["rows"]
+    )
 
 
 def passed(figures: dict) -> bool:
@@ -432,7 +497,7 @@ def passed(figures: dict) -> bool:
     uploads_ok = (
         all(int(status) < 500 for status in uploads if status.isdigit()) and uploads["health after"] == 200
     )
-    return no_findings and loader_ok and load_ok and uploads_ok
+    return no_findings and loader_ok and load_ok and uploads_ok and attacks_held(figures["attacks"])
 
 
 if __name__ == "__main__":

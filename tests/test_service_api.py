@@ -368,6 +368,10 @@ def test_full_queue_answers_503_and_other_requests_go_on(service_db, queries):
             assert time.perf_counter() - started < 5
         finally:
             release.set()
+        pool = busy.app.state.service.jobs
+        deadline = time.monotonic() + 5
+        while pool.pending and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert busy.post("/v1/search", files=image_file(queries["flipped"])).status_code == 200
 
 

@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import BinaryIO
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -39,6 +40,13 @@ DECODED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "DIB", "GIF", "HEIF", "
 ICO, FITS...) are never tried, whatever a file is named."""
 
 SCAN_MARKER = b"\xff\xda"
+
+NEAR_CONSTANT_LEVELS = 2
+"""An image whose shrunk copy spans at most this many levels in every channel shows nothing to
+search or compare (blank, or flat up to encoder noise)."""
+NEAR_CONSTANT_SIDE = 64
+"""Longest side of the area-averaged copy `is_near_constant` looks at: detail smaller than about
+1/64 of the image's side, or fainter, does not count as content."""
 
 SUPPORTED_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif", ".avif"}
@@ -64,6 +72,20 @@ class LoadedImage:
     @property
     def width(self) -> int:
         return int(self.pixels.shape[1])
+
+
+def is_near_constant(pixels: np.ndarray) -> bool:
+    """Whether an (H, W, 3) or (H, W) uint8 image is blank or flat: its copy area-averaged to at most
+    `NEAR_CONSTANT_SIDE` pixels spans at most `NEAR_CONSTANT_LEVELS` levels in every channel. Costs one
+    pass over the pixels, whatever the image shows."""
+    if pixels.size == 0:
+        return True
+    height, width = pixels.shape[:2]
+    scale = max(1.0, max(height, width) / NEAR_CONSTANT_SIDE)
+    size = (max(1, round(width / scale)), max(1, round(height / scale)))
+    small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA) if scale > 1.0 else pixels
+    channels = small.reshape(-1, small.shape[2] if small.ndim == 3 else 1).astype(np.int16)
+    return int((channels.max(axis=0) - channels.min(axis=0)).max()) <= NEAR_CONSTANT_LEVELS
 
 
 def load_image(
@@ -129,8 +151,29 @@ def decode_rgb(data: bytes, *, name: str, max_pixels: int) -> tuple[np.ndarray, 
         raise TruncatedImage(f"{name}: truncated or corrupt image data ({_short(exc)})") from None
 
 
+HEADER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, RuntimeError)
+"""What Pillow and its plugins raise on bytes whose header they cannot read."""
+
+
+def declared_pixels(data: bytes) -> int:
+    """The pixel count an image's header declares, read without decoding it; 0 when the bytes are no
+    image imgprov reads (the decoder then says why), `DEFAULT_MAX_PIXELS` + 1 beyond Pillow's own
+    bomb limit."""
+    _register_heif_opener()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=decoded_formats()) as image:
+                return image.width * image.height
+    except Image.DecompressionBombError:
+        return DEFAULT_MAX_PIXELS + 1
+    except (*HEADER_ERRORS, struct.error):
+        return 0
+
+
 def to_rgb_array(image: Image.Image) -> np.ndarray:
-    """Convert any Pillow mode to `(H, W, 3) uint8` RGB."""
+    """Convert any Pillow mode to `(H, W, 3) uint8` RGB (an RGB image without a converted copy: a large
+    image's decoding then peaks at about twice its pixels' size, not three times)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return _gray_to_rgb(_rescale_to_uint8(np.asarray(image, dtype=np.float64)))
     if image.mode == "P":
@@ -139,7 +182,7 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     return np.ascontiguousarray(rgb)
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from imgprov import presets
-from imgprov.cli.options import DbOption
+from imgprov.cli.options import DbOption, TrustOption
 from imgprov.compare import COMPARES, DEFAULT_COMPARE
 from imgprov.errors import ImgprovError
 from imgprov.service.settings import OPEN_SEARCH_ENV, TOKEN_ENV, ServiceSettings
@@ -55,6 +55,10 @@ def serve_command(
     timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds a request may wait for its job.")
     ] = DEFAULTS.request_timeout,
+    cpu_seconds: Annotated[
+        float,
+        typer.Option(min=0.01, help="CPU seconds a search or comparison may use before it is stopped (504)."),
+    ] = DEFAULTS.job_cpu_seconds,
     top_k: Annotated[
         int, typer.Option("--top-k", min=1, help="Matches returned by default.")
     ] = DEFAULTS.top_k,
@@ -64,6 +68,7 @@ def serve_command(
     compare_preset: Annotated[
         str, typer.Option(help=f"Compare preset: {', '.join(sorted(COMPARES))}.")
     ] = DEFAULT_COMPARE,
+    trust_anchors: TrustOption = None,
     create: Annotated[bool, typer.Option(help="Create an empty index at --db when there is none.")] = False,
 ) -> None:
     """Serve the HTTP API and the web page for the index at --db."""
@@ -84,9 +89,11 @@ def serve_command(
         max_upload_bytes=round(max_upload_mb * (1 << 20)),
         max_pixels=round(max_megapixels * 1e6),
         request_timeout=timeout,
+        job_cpu_seconds=cpu_seconds,
         top_k=top_k,
         search_preset=preset,
         compare_preset=compare_preset,
+        trust_anchors=trust_anchors,
         create=create,
     )
 

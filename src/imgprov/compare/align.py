@@ -18,6 +18,8 @@ Comparable pixels: inside the warped original, minus flat bands along the query'
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,11 +30,16 @@ from imgprov.compare import deep
 from imgprov.compare.conf import AlignConf
 from imgprov.extract.rootsift import LocalFeatures, extract_rootsift
 from imgprov.geometry import flip_matrix
+from imgprov.presets import LocalFeatureConf
 from imgprov.verify import ratio_matches
 
 SIFT_SPATIAL_BINS = 4
 SIFT_ORIENTATION_BINS = 8
 FLOW_SMOOTHING_FACTOR = 8
+FALLBACK_MAX_SIDE = 2048
+"""Longest side at which the fallbacks' filters run (`bounded_features`): four times the largest side
+their keypoints are detected at, so an image up to this size is described exactly as before, and a
+larger one (or one that only declares a huge size) costs no more than one of this size."""
 
 TransformModel = Literal["affine", "homography", "similarity"]
 """The fitted transform: affine or homography from keypoints, similarity from feature-map cells."""
@@ -141,30 +148,53 @@ def estimate_transform(
     if fit is not None and fit.inliers >= conf.retry_below_inliers:
         return fit
     coarse = fit_global_transform(
-        extract_rootsift(stretch_contrast(query), conf.retry_features),
-        extract_rootsift(stretch_contrast(original), conf.retry_features),
+        bounded_features(query, stretch_contrast, conf.retry_features),
+        bounded_features(original, stretch_contrast, conf.retry_features),
         conf,
     )
     best = _most_inliers(fit, coarse)
     if best is not None:
         return best
     denoised = fit_global_transform(
-        extract_rootsift(stretch_contrast(cv2.medianBlur(query, conf.denoise_median)), conf.denoise_features),
-        extract_rootsift(stretch_contrast(original), conf.denoise_features),
+        bounded_features(
+            query,
+            lambda image: stretch_contrast(cv2.medianBlur(image, conf.denoise_median)),
+            conf.denoise_features,
+        ),
+        bounded_features(original, stretch_contrast, conf.denoise_features),
         conf,
     )
     if denoised is not None and denoised.inliers >= conf.retry_below_inliers:
         return denoised
     features = conf.denoise_features
+    smooth = functools.partial(smoothed_alike, sigma=conf.smooth_sigma, max_side=features.max_side)
     smoothed = fit_global_transform(
-        extract_rootsift(smoothed_alike(query, conf.smooth_sigma, features.max_side), features),
-        extract_rootsift(smoothed_alike(original, conf.smooth_sigma, features.max_side), features),
-        conf,
+        bounded_features(query, smooth, features), bounded_features(original, smooth, features), conf
     )
     if smoothed is not None and smoothed.inliers >= conf.retry_below_inliers:
         return smoothed
     deep_fit = fit_deep_transform(query, original, conf) if conf.deep_fallback else None
     return deep_fit or _most_inliers(denoised, smoothed)
+
+
+def bounded_features(
+    image: np.ndarray, prepare: Callable[[np.ndarray], np.ndarray], conf: LocalFeatureConf
+) -> LocalFeatures:
+    """RootSIFT of `prepare(image)` in the image's own pixels, with `prepare` (a contrast stretch, a
+    median or Gaussian filter) run on the image shrunk to at most `FALLBACK_MAX_SIDE` pixels, so that
+    its cost is bounded whatever size the image declares. image: (H, W, 3) uint8 RGB."""
+    small, scale = working_image(image, FALLBACK_MAX_SIDE)
+    features = extract_rootsift(prepare(small), conf)
+    if scale == 1.0:
+        return features
+    height, width = image.shape[:2]
+    return LocalFeatures(
+        keypoints=((features.keypoints + 0.5) * scale - 0.5).astype(np.float32),
+        scales=(features.scales * scale).astype(np.float32),
+        angles=features.angles,
+        descriptors=features.descriptors,
+        image_size=(width, height),
+    )
 
 
 def _most_inliers(*fits: GlobalFit | None) -> GlobalFit | None:

@@ -23,6 +23,22 @@ class ServiceTimeout(ImgprovError):
     """A job did not finish within the request timeout."""
 
 
+class JobOverBudget(ServiceTimeout):
+    """A job used more CPU time than a request may."""
+
+
+class JobCancelled(ImgprovError):
+    """A job was stopped because its client went away or its request timed out."""
+
+
+class ClientGone(ImgprovError):
+    """The client closed the connection before its job finished; nobody reads the answer."""
+
+
+class BlankImage(ImgprovError):
+    """An uploaded image is blank or flat: there is nothing in it to compare."""
+
+
 class UnknownImage(ImgprovError):
     """No image in the collection has this id."""
 
@@ -49,6 +65,8 @@ STATUS_BY_ERROR: tuple[tuple[type[ImgprovError], int], ...] = (
     (ServiceBusy, 503),
     (IndexBusy, 503),
     (ServiceTimeout, 504),
+    (BlankImage, 422),
+    (ClientGone, 499),
 )
 
 

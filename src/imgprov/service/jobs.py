@@ -7,12 +7,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from imgprov.compare import Comparison, compare_images
-from imgprov.images import LoadedImage
+from imgprov.images import LoadedImage, is_near_constant
 from imgprov.pictures import web as pictures
+from imgprov.provenance import ContentCredentials, mime_type_for, read_manifest
 from imgprov.results import SearchResult
 from imgprov.search.pipeline import search
 from imgprov.service.adapters import Explanation, explain_original
-from imgprov.service.errors import OriginalUnavailable, UnknownImage
+from imgprov.service.cancellation import checkpoint
+from imgprov.service.errors import BlankImage, OriginalUnavailable, UnknownImage
 from imgprov.service.originals import add_original, remove_original
 from imgprov.service.payloads import (
     comparison_payload,
@@ -53,18 +55,26 @@ def search_job(state: ServiceState, request: SearchRequest) -> dict:
     """Find the originals of the upload, compare it with the top match, and describe both."""
     query = decode(state, request.upload)
     collection = state.collections.current()
-    result = search(
-        collection,
-        query.pixels,
-        state.search_conf,
-        embedder=state.embedder,
-        top_k=request.top_k,
-        query_name=request.upload.name,
-        unconfirmed=request.unconfirmed,
-    )
+    credentials = read_manifest(request.upload.data, mime_type_for(query.format), trust=state.trust)
+    checkpoint()
+    if is_near_constant(query.pixels):
+        result = nothing_found(request.upload.name, query, credentials)
+    else:
+        result = search(
+            collection,
+            query.pixels,
+            state.search_conf,
+            embedder=state.embedder,
+            top_k=request.top_k,
+            query_name=request.upload.name,
+            unconfirmed=request.unconfirmed,
+            query_credentials=credentials,
+        )
+    checkpoint()
     records = collection.images([match.image_id for match in result.matches + result.unconfirmed])
     explanation, top = explain_top(state, collection, query.pixels, result)
     body = search_payload(result, records, top)
+    checkpoint()
     if request.with_pictures:
         body["pictures"] = search_pictures(query.pixels, result, explanation)
     return body
@@ -84,11 +94,22 @@ def explain_top(
     return explanation, explanation_payload(explanation)
 
 
+def nothing_found(name: str, query: LoadedImage, credentials: ContentCredentials | None) -> SearchResult:
+    """The answer to a blank or flat query, found without searching: it shows nothing any original
+    could be the source of."""
+    summary = credentials.summary() if credentials is not None else None
+    return SearchResult(
+        query=name, width=query.width, height=query.height, matches=(), timings={}, credentials=summary
+    )
+
+
 def compare_job(state: ServiceState, request: CompareRequest) -> dict:
     """Compare the query with an uploaded original or with an indexed one."""
-    query = decode(state, request.query)
+    query = decode_comparable(state, request.query)
+    checkpoint()
     if request.original is not None:
-        original = decode(state, request.original).pixels
+        original = decode_comparable(state, request.original).pixels
+        checkpoint()
         comparison = compare_images(query.pixels, original, state.compare_conf)
         original_json = {"name": request.original.name}
     else:
@@ -96,6 +117,7 @@ def compare_job(state: ServiceState, request: CompareRequest) -> dict:
         explanation = explain_original(collection, query.pixels, request.original_id, state.compare_conf)
         original, comparison = explanation.original, explanation.comparison
         original_json = image_payload(explanation.record)
+    checkpoint()
     body = {
         "query": request.query.name,
         "width": query.width,
@@ -111,6 +133,7 @@ def compare_job(state: ServiceState, request: CompareRequest) -> dict:
 def add_original_job(state: ServiceState, upload: Upload) -> tuple[dict, bool]:
     """Index an uploaded original; returns its metadata and whether it is new."""
     image = decode(state, upload)
+    checkpoint()
     added = add_original(state.settings.db, upload, image, wait_seconds=writer_wait(state))
     state.collections.reload()
     return image_payload(added.record), added.created
@@ -163,6 +186,14 @@ def decode(state: ServiceState, upload: Upload) -> LoadedImage:
     """Decode an upload within the server's limits."""
     settings = state.settings
     return decode_upload(upload, max_pixels=settings.max_pixels, max_bytes=settings.max_upload_bytes)
+
+
+def decode_comparable(state: ServiceState, upload: Upload) -> LoadedImage:
+    """Decode an image to compare; `BlankImage` (422) when it is blank or flat, which no verdict fits."""
+    image = decode(state, upload)
+    if is_near_constant(image.pixels):
+        raise BlankImage(f"{upload.name}: the image is blank (one flat colour); there is nothing to compare")
+    return image
 
 
 def writer_wait(state: ServiceState) -> float:

@@ -20,6 +20,7 @@ from imgprov.service.errors import UnknownImage
 from imgprov.service.uploads import Upload, file_suffix
 from imgprov.storage import parse_location, store_writer
 from imgprov.storage.embedded.catalogue import ImageRecord, default_db_dir
+from imgprov.storage.protocol import ImageCatalogue
 
 ORIGINALS_FOLDER = "originals"
 STORED_NAME = re.compile(r"[0-9a-f]{64}\.[a-z]{3,4}")
@@ -63,6 +64,17 @@ def remove_original(db: Path | str, image_id: int, *, wait_seconds: float) -> Im
     if is_stored_original(db, Path(record.path)):
         Path(record.path).unlink(missing_ok=True)
     return record
+
+
+def orphaned_originals(db: Path | str, catalogue: ImageCatalogue) -> list[Path]:
+    """Files in the originals folder that no image record points to, sorted: what a server killed
+    between storing an upload and committing its record leaves behind (and the `.part` file of a
+    write it interrupted). `imgprov check --repair` may delete them; nothing else refers to them."""
+    folder = originals_folder(db)
+    if not folder.is_dir():
+        return []
+    recorded = {Path(record.path).resolve() for record in catalogue.images_under(str(folder))}
+    return sorted(path for path in folder.iterdir() if path.is_file() and path.resolve() not in recorded)
 
 
 def originals_folder(db: Path | str) -> Path:

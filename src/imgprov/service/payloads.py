@@ -66,6 +66,7 @@ def search_payload(
         "query": result.query,
         "width": result.width,
         "height": result.height,
+        "credentials": result.credentials,
         "matches": [match_payload(match, records.get(match.image_id)) for match in result.matches],
         "unconfirmed": [match_payload(match, records.get(match.image_id)) for match in result.unconfirmed],
         "timings": {name: round(seconds, 4) for name, seconds in result.timings.items()},

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from imgprov.service.errors import ServiceBusy, ServiceTimeout
+from imgprov.service.cancellation import JobControl
+from imgprov.service.errors import ClientGone, ServiceBusy, ServiceTimeout
+
+DISCONNECT_POLL_SECONDS = 0.25
+"""How often a request waiting for its job checks whether its client is still there."""
 
 T = TypeVar("T")
 
@@ -16,8 +21,9 @@ T = TypeVar("T")
 class JobPool:
     """`workers` threads, and room for `queue_size` more jobs waiting for one.
 
-    A job that finds no room is refused at once (`ServiceBusy`) instead of piling up; a job that
-    times out while still queued is cancelled, one already running finishes and frees its slot.
+    A job that finds no room is refused at once (`ServiceBusy`) instead of piling up. A job whose
+    request times out, or whose client disconnects, is cancelled: dropped when still queued, stopped
+    at its next `checkpoint` when running (`JobControl`), and its slot is freed when it stops.
     A request reserves its slot (`reserve`) before it reads its uploads, so no more requests than
     there are slots ever hold an upload in memory.
     """
@@ -95,11 +101,31 @@ class Slot:
         self._taken = False
         return self._pool._start(function, *args)
 
-    async def run(self, function: Callable[..., T], *args: object, timeout: float) -> T:
-        """Run `function(*args)` in this slot and wait for it, at most `timeout` seconds."""
-        future = self.submit(function, *args)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-        except TimeoutError:
-            future.cancel()
-            raise ServiceTimeout(f"the request took longer than {timeout:g} s") from None
+    async def run(
+        self,
+        function: Callable[..., T],
+        *args: object,
+        timeout: float,
+        cpu_seconds: float = math.inf,
+        disconnected: Callable[[], Awaitable[bool]] | None = None,
+    ) -> T:
+        """Run `function(*args)` in this slot and wait for it, at most `timeout` seconds, the job's
+        thread using at most `cpu_seconds` of CPU (`JobOverBudget`); `disconnected` is polled while
+        waiting, and when it says the client went away the job is cancelled (`ClientGone`)."""
+        control = JobControl(cpu_seconds)
+        future = self.submit(control.run, function, *args)
+        waiting = asyncio.wrap_future(future)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            done, _ = await asyncio.wait({waiting}, timeout=max(0.0, min(DISCONNECT_POLL_SECONDS, left)))
+            if done:
+                return waiting.result()
+            if disconnected is not None and await disconnected():
+                control.cancel()
+                future.cancel()
+                raise ClientGone("the client disconnected; its job was cancelled")
+            if left <= 0:
+                control.cancel()
+                future.cancel()
+                raise ServiceTimeout(f"the request took longer than {timeout:g} s")

@@ -170,6 +170,26 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class HeadAsGet:
+    """ASGI middleware: a HEAD request is answered as its GET, headers only (RFC 9110 section 9.3.2),
+    instead of FastAPI's 405."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
+
+
 async def send_error(send: Send, status: int, message: str) -> None:
     """Send a complete `{"error": message}` response on a raw ASGI channel."""
     body = json.dumps({"error": message}).encode("utf-8")

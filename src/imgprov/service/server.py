@@ -14,12 +14,15 @@ import uvicorn
 from fastapi import FastAPI
 
 from imgprov.service.app import create_app
+from imgprov.service.connections import (
+    KEEP_ALIVE_SECONDS,
+    HeaderDeadlineProtocol,
+    connection_limit,
+    hide_query_strings,
+)
 from imgprov.service.settings import ServiceSettings
 from imgprov.storage import parse_location
 
-MAX_CONNECTIONS = 200
-"""Open connections uvicorn accepts before answering 503 itself (the job queue is the real bound)."""
-KEEP_ALIVE_SECONDS = 5
 STARTUP_SECONDS = 60.0
 
 
@@ -45,17 +48,23 @@ def run_server(
 
 
 def server_config(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
-    """uvicorn settings: no proxy headers trusted, bounded connections, no server banner."""
-    return uvicorn.Config(
+    """uvicorn settings: no proxy headers trusted, connections bounded in number (by the job pool's
+    size) and in time (idle keep-alive, request headers), no server banner, no query strings in the
+    access log."""
+    settings = app.state.service.settings
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
+        http=HeaderDeadlineProtocol,
         proxy_headers=False,
         server_header=False,
-        limit_concurrency=MAX_CONNECTIONS,
+        limit_concurrency=connection_limit(settings.workers, settings.queue_size),
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
+    hide_query_strings()
+    return config
 
 
 def page_url(host: str, port: int) -> str:

@@ -29,8 +29,10 @@ class ServiceSettings:
     None disables every change. max_upload_bytes: largest uploaded file; max_pixels: largest decoded
     image (decompression-bomb guard). workers: threads running searches, comparisons and indexing;
     queue_size: jobs that may wait for a worker before requests get 503. request_timeout: seconds a
-    request waits for its job before a 504. upload_timeout: seconds a client may take to send its
-    whole request body before a 408.
+    request waits for its job before a 504. job_cpu_seconds: CPU time a search or comparison may use
+    on its worker thread before it is stopped, at its next step, with a 504. upload_timeout: seconds
+    a client may take to send its whole request body before a 408.
+    trust_anchors: PEM file of C2PA trust anchors, as `imgprov search --trust-anchors` takes.
     create: create an empty index at `db` when there is none.
     """
 
@@ -42,15 +44,19 @@ class ServiceSettings:
     workers: int = 2
     queue_size: int = 8
     request_timeout: float = 120.0
+    job_cpu_seconds: float = 5.0
     upload_timeout: float = 60.0
     top_k: int = 10
     search_preset: str = presets.DEFAULT_SEARCH
     compare_preset: str = DEFAULT_COMPARE
+    trust_anchors: Path | None = None
     create: bool = False
 
     def __post_init__(self) -> None:
         if self.token is not None and len(self.token) < MIN_TOKEN_LENGTH:
             raise SettingsError(f"the token must be at least {MIN_TOKEN_LENGTH} characters long")
+        if self.token is not None and any(character.isspace() for character in self.token):
+            raise SettingsError("the token must not contain spaces (a client could never send it)")
         if not self.open_search and self.token is None:
             raise SettingsError(f"searching is token-protected but no token is set (--token or ${TOKEN_ENV})")
         for name in ("max_upload_bytes", "max_pixels", "workers", "top_k"):
@@ -58,7 +64,7 @@ class ServiceSettings:
                 raise SettingsError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.queue_size < 0:
             raise SettingsError(f"queue_size must be 0 or more, not {self.queue_size}")
-        for name in ("request_timeout", "upload_timeout"):
+        for name in ("request_timeout", "upload_timeout", "job_cpu_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive, not {getattr(self, name)}")
 

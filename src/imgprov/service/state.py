@@ -3,8 +3,9 @@ pools and the SSCD extractor. No writer lock is held between requests."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgprov import presets
@@ -12,6 +13,7 @@ from imgprov.compare import CompareConf, compare_preset
 from imgprov.extract.models import sscd_extractor
 from imgprov.extract.sscd import SSCDExtractor, available_cores
 from imgprov.presets import SearchConf
+from imgprov.provenance import TrustAnchors
 from imgprov.service.pool import JobPool
 from imgprov.service.settings import ServiceSettings
 from imgprov.storage import Store, open_store, parse_location, store_writer
@@ -22,6 +24,8 @@ RELEASE_SECONDS = 10.0
 LIGHT_WORKERS = 1
 LIGHT_QUEUE = 32
 """Health, metadata and thumbnails run on their own small pool: they never wait behind searches."""
+LARGE_JOBS = 1
+"""Jobs on large images (`app.LARGE_IMAGE_PIXELS`) running at once; the other workers stay free."""
 
 
 class CollectionCache:
@@ -97,6 +101,8 @@ class ServiceState:
     embedder: SSCDExtractor | None
     jobs: JobPool
     light_jobs: JobPool
+    trust: TrustAnchors | None = None
+    large_lane: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(LARGE_JOBS))
 
     def shutdown(self) -> None:
         self.jobs.shutdown()
@@ -120,4 +126,5 @@ def build_state(settings: ServiceSettings) -> ServiceState:
         embedder=sscd_extractor(global_conf, threads_per_job) if global_conf else None,
         jobs=JobPool("jobs", settings.workers, settings.queue_size),
         light_jobs=JobPool("thumbnails", LIGHT_WORKERS, LIGHT_QUEUE),
+        trust=TrustAnchors.from_file(settings.trust_anchors) if settings.trust_anchors else None,
     )

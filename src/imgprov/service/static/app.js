@@ -63,7 +63,9 @@ function setStatus(text, kind) {
 async function showCollection() {
   try {
     const health = await (await api("/v1/health")).json();
-    const count = `${health.images} original${health.images === 1 ? "" : "s"} in the collection`;
+    const count = health.images === undefined
+      ? "Searching this collection needs the token"
+      : `${health.images} original${health.images === 1 ? "" : "s"} in the collection`;
     byId("collection-status").textContent = count;
     byId("token-box").hidden = health.open_search;
   } catch (error) {

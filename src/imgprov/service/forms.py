@@ -1,0 +1,31 @@
+"""The fields of a multipart form that the upload routes read themselves (after the token check and
+the queue admission), with a clear 400 for a missing or mistyped field."""
+
+from __future__ import annotations
+
+from starlette.datastructures import FormData, UploadFile
+
+from imgprov.service.errors import BadRequest
+
+
+def form_file(form: FormData, name: str, *, required: bool = True) -> UploadFile | None:
+    """The file sent in form field `name`; `BadRequest` when it is missing (and required) or is a
+    plain field, as a browser sends a file input left empty (no file name)."""
+    value = form.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"the form field `{name}` (an image file) is missing")
+        return None
+    if not isinstance(value, UploadFile):
+        raise BadRequest(f"the form field `{name}` must be a file upload with a file name, not a text field")
+    return value
+
+
+def form_id(form: FormData, name: str) -> int | None:
+    """The positive integer sent in form field `name`, None when absent; `BadRequest` otherwise."""
+    value = form.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip().isdigit() or int(value) < 1:
+        raise BadRequest(f"the form field `{name}` must be a positive integer")
+    return int(value)
