@@ -323,3 +323,33 @@ def test_large_images_run_one_at_a_time_and_leave_a_worker_free(service_db, monk
 def test_declared_pixels_are_read_from_the_header():
     assert declared_pixels(declared_size_bomb()) == BOMB_SIDE * BOMB_SIDE
     assert declared_pixels(b"not an image") == 0
+
+
+def _resident_mib() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads the resident size from /proc")
+def test_the_pool_gives_a_large_job_s_memory_back_when_it_is_idle(tmp_path):
+    photo = tmp_path / "large.jpg"
+    Image.fromarray(np.tile(skimage_data.astronaut(), (8, 8, 1))).save(photo, quality=90)
+    pool = JobPool("memory", workers=1, queue_size=0)
+    before = _resident_mib()
+    peak = pool.submit(_decode_and_measure, photo).result(timeout=120)
+    kept = 0.3 * (peak - before)
+    deadline = time.monotonic() + 10
+    while (pool.pending or _resident_mib() - before >= kept) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pool.shutdown()
+    assert peak - before > 150
+    assert _resident_mib() - before < kept
+
+
+def _decode_and_measure(photo: Path) -> float:
+    from imgprov.extract.rootsift import extract_rootsift
+    from imgprov.images import load_image
+    from imgprov.presets import local_features
+
+    pixels = load_image(photo).pixels
+    extract_rootsift(pixels, local_features())
+    return _resident_mib()

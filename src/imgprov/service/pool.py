@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import functools
 import math
 import threading
 from collections.abc import Awaitable, Callable
@@ -74,6 +77,26 @@ class JobPool:
     def _release(self) -> None:
         with self._lock:
             self._pending -= 1
+            idle = self._pending == 0
+        if idle:
+            return_freed_memory()
+
+
+def return_freed_memory() -> None:
+    """Give the heap that finished jobs freed back to the system (glibc keeps it otherwise, and a
+    server that decoded one large image would stay that large); nothing where there is no glibc."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
 
 
 class Slot:
