@@ -87,8 +87,9 @@ from imgprov.objects.stage import (
     searchable,
 )
 from imgprov.search.pipeline import find_candidates, search
-from imgprov.storage.embedded.collection import Collection, CollectionPresets
+from imgprov.storage.embedded.collection import Collection
 from imgprov.storage.ids import vector_ids
+from imgprov.storage.records import CollectionPresets
 
 CACHE_VERSION = "objects-bench-1"
 ABLATION_KS = (1, 2, 4, 8, 16)

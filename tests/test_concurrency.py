@@ -38,7 +38,7 @@ from imgprov.service.settings import ServiceSettings
 from imgprov.service.state import CollectionCache
 from imgprov.storage import Store, open_store, store_writer
 from imgprov.storage.check import check_store
-from imgprov.storage.embedded.collection import CollectionPresets
+from imgprov.storage.records import CollectionPresets
 from tests.faults import Child, PhotoFolders, applied, write_small_photos
 from tests.hostile import seeds
 from tests.support import distributed

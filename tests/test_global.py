@@ -15,9 +15,9 @@ from imgprov.presets import VectorIndexConf
 from imgprov.search.pipeline import search
 from imgprov.storage import open_store, store_writer
 from imgprov.storage.check import check_store
-from imgprov.storage.embedded.catalogue import VectorFileState
 from imgprov.storage.embedded.vectors import VectorSet, layout_of
 from imgprov.storage.ids import vector_ids
+from imgprov.storage.records import VectorFileState
 from tests.support import jpeg, photo
 from tests.test_search import BENIGN
 

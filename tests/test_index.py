@@ -17,8 +17,9 @@ from imgprov.search.pipeline import search_local
 from imgprov.storage import Store, open_store, store_writer
 from imgprov.storage.check import check_store
 from imgprov.storage.embedded.catalogue import Catalogue
-from imgprov.storage.embedded.collection import Collection, CollectionPresets
+from imgprov.storage.embedded.collection import Collection
 from imgprov.storage.info import store_info
+from imgprov.storage.records import CollectionPresets
 from tests.support import jpeg, photo, write_jpeg
 
 NAMES = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "camera.png", "moon.png"]

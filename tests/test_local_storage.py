@@ -23,8 +23,8 @@ from imgprov.search.pipeline import search
 from imgprov.storage import open_store, store_writer
 from imgprov.storage.check import check_store
 from imgprov.storage.embedded.catalogue import CATALOGUE
-from imgprov.storage.embedded.collection import CollectionPresets
 from imgprov.storage.info import store_info
+from imgprov.storage.records import CollectionPresets
 from tests.support import index_all, jpeg, photo
 from tests.test_cli import imgprov
 

@@ -47,8 +47,8 @@ from imgprov.objects.stage import HostAlignment, ObjectStage, VerifiedRegion, pi
 from imgprov.search.pipeline import find_candidates, search
 from imgprov.storage import Store, open_store, store_writer
 from imgprov.storage.check import check_store
-from imgprov.storage.embedded.collection import CollectionPresets
 from imgprov.storage.ids import split_ids, vector_ids
+from imgprov.storage.records import CollectionPresets
 from tests.support import jpeg, photo, write_jpeg
 
 

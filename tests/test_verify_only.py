@@ -14,8 +14,8 @@ from imgprov.indexing.pipeline import remove_paths
 from imgprov.search.pipeline import search
 from imgprov.storage import open_store, store_writer
 from imgprov.storage.check import check_store
-from imgprov.storage.embedded.collection import CollectionPresets
 from imgprov.storage.info import store_info
+from imgprov.storage.records import CollectionPresets
 from tests.support import index_all, jpeg, photo
 
 VERIFY_ONLY = CollectionPresets(local_index="none")

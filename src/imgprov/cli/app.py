@@ -37,10 +37,10 @@ from imgprov.search.pipeline import search as run_search
 from imgprov.storage import open_store, store_writer
 from imgprov.storage.check import check_store
 from imgprov.storage.embedded.catalogue import default_db_dir
-from imgprov.storage.embedded.collection import CollectionPresets
 from imgprov.storage.info import image_info, store_info
 from imgprov.storage.migrate import migrate as run_migration
 from imgprov.storage.migrate import source_presets
+from imgprov.storage.records import CollectionPresets
 
 app = typer.Typer(
     name="imgprov",

@@ -24,8 +24,8 @@ from imgprov.extract.sscd import GlobalConf, SSCDExtractor
 from imgprov.images import SUPPORTED_SUFFIXES, file_sha256, load_image, read_image_bytes
 from imgprov.presets import LocalFeatureConf
 from imgprov.provenance import ContentCredentials, TrustAnchors, mime_type_for, read_manifest
-from imgprov.storage.embedded.catalogue import ImageRecord
-from imgprov.storage.embedded.collection import Collection, NewImage, StoredObjects
+from imgprov.storage.embedded.collection import Collection
+from imgprov.storage.records import ImageRecord, NewImage, StoredObjects
 
 URL_SCHEMES = ("http", "https", "s3")
 """Sources indexed under their URL (`imgprov index --list`), not under a local path."""

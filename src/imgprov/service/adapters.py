@@ -20,8 +20,8 @@ from imgprov.presets import SearchConf
 from imgprov.results import Match, SearchResult
 from imgprov.search.pipeline import search
 from imgprov.service.errors import OriginalUnavailable, UnknownImage
-from imgprov.storage.embedded.catalogue import ImageRecord
 from imgprov.storage.embedded.collection import Collection
+from imgprov.storage.records import ImageRecord
 
 HOST = "host"
 DONOR = "donor"

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from imgprov.errors import ImgprovError
-from imgprov.storage.embedded.catalogue import ImageRecord
-from imgprov.storage.embedded.collection import NO_GLOBAL, NO_OBJECTS, CollectionPresets, NewImage
+from imgprov.storage.embedded.collection import NO_GLOBAL, NO_OBJECTS
 from imgprov.storage.protocol import Store, WritableStore
+from imgprov.storage.records import CollectionPresets, ImageRecord, NewImage
 
 
 class MigrationError(ImgprovError):

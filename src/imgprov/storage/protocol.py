@@ -14,8 +14,7 @@ from imgprov.extract.rootsift import LocalFeatures
 from imgprov.objects.embed import ObjectWhitening
 from imgprov.presets import LocalStorageConf
 from imgprov.provenance import ContentCredentials
-from imgprov.storage.embedded.catalogue import ImageRecord
-from imgprov.storage.embedded.collection import NewImage, StoredObjects
+from imgprov.storage.records import ImageRecord, NewImage, StoredObjects
 
 
 class NeighbourIndex(Protocol):

@@ -55,8 +55,6 @@ from imgprov.storage.embedded.collection import (
     NO_LOCAL_INDEX,
     NO_OBJECTS,
     OBJECTS,
-    CollectionPresets,
-    NewImage,
     StoredFeatures,
     insert_features,
     local_index_or_none,
@@ -67,6 +65,7 @@ from imgprov.storage.embedded.collection import (
 )
 from imgprov.storage.ids import vector_ids
 from imgprov.storage.location import Location
+from imgprov.storage.records import CollectionPresets, NewImage
 
 SCHEMA_VERSION = "1"
 COMMITTED = "committed"

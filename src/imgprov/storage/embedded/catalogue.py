@@ -17,10 +17,10 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from imgprov.errors import IndexBusy, IndexCorrupt, IndexStoreError, IndexUnwritable
+from imgprov.storage.records import ImageRecord, VectorFileState
 
 SCHEMA_VERSION = "1"
 CATALOGUE = "imgprov.sqlite"
@@ -72,32 +72,6 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One indexed original; `width` and `height` are after EXIF orientation."""
-
-    id: int
-    path: str
-    sha256: str
-    size_bytes: int
-    width: int
-    height: int
-    format: str
-    mtime: float
-    indexed_at: float
-
-
-@dataclass(frozen=True)
-class VectorFileState:
-    """What the catalogue records of one vector set: its file, size and layout."""
-
-    name: str
-    file: str | None
-    count: int
-    layout: str
-    trained_on: int
 
 
 def default_db_dir() -> Path:

@@ -28,9 +28,10 @@ from imgprov.objects.conf import ObjectConf, object_preset
 from imgprov.objects.embed import ObjectWhitening, raw_dim
 from imgprov.presets import LocalStorageConf
 from imgprov.provenance import ContentCredentials
-from imgprov.storage.embedded.catalogue import Catalogue, ImageRecord, VectorFileState, WriterLock, chunks
+from imgprov.storage.embedded.catalogue import Catalogue, WriterLock, chunks
 from imgprov.storage.embedded.vectors import VectorSet, layout_of
 from imgprov.storage.ids import vector_ids
+from imgprov.storage.records import CollectionPresets, ImageRecord, NewImage, StoredObjects, VectorFileState
 
 LOCAL = "local"
 GLOBAL = "global"
@@ -47,55 +48,6 @@ WHITENING_GROWTH = 2.0
 grow to this many times those it was learned on."""
 SNAPSHOT_ATTEMPTS = 50
 """Tries to open a reader's snapshot while writers keep replacing vector files under it."""
-
-
-@dataclass(frozen=True)
-class NewImage:
-    """An image ready to enter the collection, with its extracted features.
-
-    embedding: (512,) float32 L2-normalized global descriptor, None when the index has no global set.
-    credentials: the file's C2PA content credentials, None when it carries none.
-    """
-
-    path: str
-    sha256: str
-    size_bytes: int
-    width: int
-    height: int
-    format: str
-    mtime: float
-    features: LocalFeatures
-    embedding: np.ndarray | None
-    credentials: ContentCredentials | None = None
-    objects: StoredObjects | None = None
-    image_id: int | None = None
-    """The id to keep (a collection copied from another store); None: the next free id."""
-    indexed_at: float | None = None
-    """When it was first indexed (a copied collection); None: now."""
-
-
-@dataclass(frozen=True)
-class StoredObjects:
-    """The objects of one collection image (OE-SIR): boxes (k, 4) float32 (x0, y0, x1, y1) in the
-    image's pixels and their raw L2-normalized vectors (k, D0) float32 (Eq. 4, before whitening)."""
-
-    boxes: np.ndarray
-    vectors: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.boxes)
-
-
-@dataclass(frozen=True)
-class CollectionPresets:
-    """Preset names an index is created with; None keeps what the index records, else the default."""
-
-    local_features: str | None = None
-    local_index: str | None = None
-    local_storage: str | None = None
-    global_descriptor: str | None = None
-    global_index: str | None = None
-    objects: str | None = None
 
 
 class StoredFeatures:
@@ -345,7 +297,7 @@ class Collection(StoredFeatures):
         cls,
         root: Path,
         *,
-        presets: CollectionPresets = CollectionPresets(),
+        presets: CollectionPresets | None = None,
         wait_seconds: float = 30.0,
         create: bool = True,
     ) -> Iterator[Collection]:
@@ -353,7 +305,7 @@ class Collection(StoredFeatures):
         catalogue = Catalogue.open(root, create=create)
         try:
             with WriterLock(root, wait_seconds):
-                record_presets(catalogue, presets)
+                record_presets(catalogue, presets or CollectionPresets())
                 collection = cls(root, catalogue)
                 collection.removed_leftovers = collection.remove_stray_files()
                 yield collection

@@ -19,8 +19,8 @@ import numpy as np
 
 from imgprov.errors import IndexCorrupt
 from imgprov.presets import VectorIndexConf
-from imgprov.storage.embedded.catalogue import VectorFileState
 from imgprov.storage.ids import ITEM_BITS, ITEM_MASK
+from imgprov.storage.records import VectorFileState
 
 OPQ_ITERATIONS = 8
 """FAISS's default of 50 rotation updates takes minutes on 2 cores; recall gains flatten after a few."""
