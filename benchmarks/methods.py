@@ -24,8 +24,9 @@ from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
 from imgprov.indexing.pipeline import index_paths
 from imgprov.search.pipeline import search
-from imgprov.storage.embedded.collection import NO_LOCAL_INDEX, Collection
+from imgprov.storage.embedded.collection import Collection
 from imgprov.storage.ids import split_ids
+from imgprov.storage.presets import NO_LOCAL_INDEX
 from imgprov.storage.records import CollectionPresets
 
 

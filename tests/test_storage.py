@@ -25,9 +25,9 @@ from imgprov.search.pipeline import search
 from imgprov.storage import LocationError, open_store, parse_location, store_writer
 from imgprov.storage.check import check_store
 from imgprov.storage.distributed.milvus import HNSW_MAX_VECTORS, MilvusIndex, milvus_index_for, next_index
-from imgprov.storage.embedded.collection import OBJECTS
 from imgprov.storage.migrate import MigrationError, migrate, source_presets, vector_counts
 from imgprov.storage.records import CollectionPresets
+from imgprov.storage.vector_sets import OBJECTS
 from tests.conftest import new_db_in
 from tests.support import jpeg, photo, write_jpeg
 

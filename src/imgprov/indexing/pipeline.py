@@ -24,6 +24,7 @@ from imgprov.extract.sscd import GlobalConf, SSCDExtractor
 from imgprov.images import SUPPORTED_SUFFIXES, file_sha256, load_image, read_image_bytes
 from imgprov.presets import LocalFeatureConf
 from imgprov.provenance import ContentCredentials, TrustAnchors, mime_type_for, read_manifest
+from imgprov.storage.batches import batched
 from imgprov.storage.embedded.collection import Collection
 from imgprov.storage.records import ImageRecord, NewImage, StoredObjects
 
@@ -121,7 +122,7 @@ def index_paths(
     embed = _embedder(collection, workers)
     find_objects = _object_finder(collection)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for batch in _batches(files, batch_size):
+        for batch in batched(files, batch_size):
             plans = [_plan(collection, path, report) for path in batch]
             plans = [plan for plan in plans if plan is not None]
             prepared = list(
@@ -327,8 +328,3 @@ def _walk(folder: Path) -> Iterator[Path]:
         for name in names:
             if Path(name).suffix.lower() in SUPPORTED_SUFFIXES and not name.startswith("."):
                 yield Path(root) / name
-
-
-def _batches(items: list[Path], size: int) -> Iterator[list[Path]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

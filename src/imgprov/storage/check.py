@@ -20,11 +20,12 @@ from imgprov.errors import IndexCorrupt
 from imgprov.extract.sscd import EMBEDDING_DIM
 from imgprov.presets import LocalStorageConf
 from imgprov.storage.distributed.milvus import MilvusVectors
-from imgprov.storage.distributed.store import VECTORS_BY_IMAGE, DistributedStore
-from imgprov.storage.embedded.collection import GLOBAL, LOCAL, OBJECTS, Collection
+from imgprov.storage.distributed.store import DistributedStore
+from imgprov.storage.embedded.collection import Collection
 from imgprov.storage.embedded.vectors import VectorSet, layout_of
 from imgprov.storage.ids import split_ids
 from imgprov.storage.protocol import Store
+from imgprov.storage.vector_sets import GLOBAL, LOCAL, OBJECTS, VECTORS_BY_IMAGE
 
 
 def catalogue_checks(storage: LocalStorageConf) -> tuple[tuple[str, str], ...]:

@@ -7,9 +7,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from imgprov.errors import ImgprovError
-from imgprov.storage.distributed.store import VECTOR_COUNTS, DistributedStore
+from imgprov.storage.distributed.store import DistributedStore
 from imgprov.storage.embedded.collection import Collection
 from imgprov.storage.protocol import Store
+from imgprov.storage.vector_sets import VECTOR_COUNTS
 
 
 def store_info(store: Store) -> dict:
