@@ -36,7 +36,10 @@ from imgprov.extract.rootsift import DESCRIPTOR_DIM, descriptors_as_float
 from imgprov.extract.sscd import EMBEDDING_DIM, GlobalConf
 from imgprov.objects.conf import ObjectConf
 from imgprov.presets import VectorIndexConf
+from imgprov.storage.check import CheckReport
 from imgprov.storage.distributed.catalogue import COMMITTED, PENDING, REMOVING, DistributedCatalogue
+from imgprov.storage.distributed.check import check_distributed
+from imgprov.storage.distributed.info import distributed_info
 from imgprov.storage.distributed.milvus import (
     MilvusIndex,
     MilvusVectors,
@@ -150,6 +153,14 @@ class DistributedStore(StoredFeatures):
 
     def close(self) -> None:
         self.catalogue.close()
+
+    def check(self, *, repair: bool) -> CheckReport:
+        """`imgprov check` (`imgprov.storage.distributed.check`); `repair` needs a writer."""
+        return check_distributed(self, repair=repair)
+
+    def describe(self) -> dict:
+        """`imgprov info` (`imgprov.storage.distributed.info`)."""
+        return distributed_info(self)
 
     def vector_files(self) -> dict[str, str]:
         """What changes with every write (the embedded store's vector file names): the generation."""

@@ -1,8 +1,12 @@
-"""An opened index directory: the catalogue, its vector sets, and transactional changes to both.
+"""The embedded store: an index directory holding the SQLite catalogue and one FAISS file per
+vector set (`imgprov.storage.vector_sets`).
 
-Vector sets: "local" (RootSIFT descriptors, always), "global" (one SSCD embedding per image,
-unless the index was created with the global descriptor preset "none") and "objects" (OE-SIR object
-embeddings, up to k per image, when the index was created with an object preset: `--objects`).
+The catalogue is the source of truth; a vector file is derived data. A write (`apply`) writes
+and fsyncs each changed vector set under a new generation's file name, records those files in
+one catalogue transaction with the image rows, and only then deletes the old files: a crash at
+any point leaves the previous generation readable, and `imgprov check --repair` rebuilds any
+vector file from the catalogue. A reader (`open`) pins one committed generation; one writer at a
+time holds the directory's writer lock (`writer`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from imgprov.extract.rootsift import DESCRIPTOR_DIM, descriptors_as_float
 from imgprov.extract.sscd import EMBEDDING_DIM, GlobalConf
 from imgprov.objects.conf import ObjectConf
 from imgprov.objects.embed import ObjectWhitening
+from imgprov.storage.check import CheckReport
 from imgprov.storage.embedded.catalogue import Catalogue
+from imgprov.storage.embedded.check import check_collection
+from imgprov.storage.embedded.info import collection_info
 from imgprov.storage.embedded.vectors import VectorSet, layout_of
 from imgprov.storage.features import StoredFeatures
 from imgprov.storage.ids import vector_ids
@@ -31,6 +38,8 @@ from imgprov.storage.schema import insert_features, insert_image
 from imgprov.storage.vector_sets import GLOBAL, LOCAL, OBJECTS
 from imgprov.storage.writer_lock import WriterLock
 
+VECTOR_FILE_SUFFIXES = (".faiss", ".faiss.tmp")
+"""A vector file, and one being written."""
 SNAPSHOT_ATTEMPTS = 50
 """Tries to open a reader's snapshot while writers keep replacing vector files under it."""
 
@@ -235,14 +244,27 @@ class Collection(StoredFeatures):
         when the index has no objects."""
         return self.object_set.index() if self.object_set is not None else None
 
-    def remove_stray_files(self) -> list[str]:
-        """Delete vector files no catalogue entry names (left by a crash); returns their names."""
+    def check(self, *, repair: bool) -> CheckReport:
+        """`imgprov check` (`imgprov.storage.embedded.check`); `repair` needs a writer."""
+        return check_collection(self, repair=repair)
+
+    def describe(self) -> dict:
+        """`imgprov info` (`imgprov.storage.embedded.info`)."""
+        return collection_info(self)
+
+    def stray_files(self) -> list[Path]:
+        """Vector files in the index directory that no catalogue entry names (left by a crash, or
+        being written by a writer right now), sorted."""
         referenced = {vector_set.state.file for vector_set in self.vector_sets}
-        stray = [
+        return [
             path
             for path in sorted(self.root.iterdir())
-            if (path.suffix == ".faiss" or path.name.endswith(".faiss.tmp")) and path.name not in referenced
+            if path.name.endswith(VECTOR_FILE_SUFFIXES) and path.name not in referenced
         ]
+
+    def remove_stray_files(self) -> list[str]:
+        """Delete the `stray_files` (left by a crash); returns their names."""
+        stray = self.stray_files()
         for path in stray:
             path.unlink(missing_ok=True)
         return [path.name for path in stray]
