@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from imgprov.provenance import ContentCredentials, MatchedOriginal, build_report, mime_type_for
 from imgprov.results import SearchResult
-from imgprov.storage.embedded.collection import Collection
+from imgprov.storage import Store
 
 
 def provenance_report(
-    collection: Collection,
+    collection: Store,
     result: SearchResult,
     query_sha256: str,
     query_credentials: ContentCredentials | None,

@@ -24,8 +24,8 @@ from imgprov.extract.sscd import GlobalConf, SSCDExtractor
 from imgprov.images import SUPPORTED_SUFFIXES, file_sha256, load_image, read_image_bytes
 from imgprov.presets import LocalFeatureConf
 from imgprov.provenance import ContentCredentials, TrustAnchors, mime_type_for, read_manifest
+from imgprov.storage import Store, WritableStore
 from imgprov.storage.batches import batched
-from imgprov.storage.embedded.collection import Collection
 from imgprov.storage.records import ImageRecord, NewImage, StoredObjects
 
 URL_SCHEMES = ("http", "https", "s3")
@@ -105,7 +105,7 @@ def discover_images(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[str, 
 
 
 def index_paths(
-    collection: Collection,
+    collection: WritableStore,
     files: list[Path],
     *,
     batch_size: int = 32,
@@ -113,7 +113,7 @@ def index_paths(
     progress: Progress | None = None,
     trust: TrustAnchors | None = None,
 ) -> IndexReport:
-    """Index image files into an open writable collection (see `Collection.writer`).
+    """Index image files into an open writable collection (see `imgprov.storage.store_writer`).
 
     trust: anchors that make a C2PA signer trusted when credentials are read (None: none trusted).
     """
@@ -147,7 +147,7 @@ def index_paths(
     return report
 
 
-def remove_paths(collection: Collection, paths: Iterable[str | Path]) -> tuple[list[str], list[str]]:
+def remove_paths(collection: WritableStore, paths: Iterable[str | Path]) -> tuple[list[str], list[str]]:
     """Remove indexed images by file path or folder, or by the URL or URL prefix (an object-storage
     folder) they were indexed under; returns (removed, not found)."""
     removed_records: dict[int, ImageRecord] = {}
@@ -170,7 +170,7 @@ def catalogue_path(path: str | Path) -> str:
     return str(Path(path).resolve())
 
 
-def _plan(collection: Collection, path: Path, report: IndexReport) -> _Planned | None:
+def _plan(collection: Store, path: Path, report: IndexReport) -> _Planned | None:
     try:
         sha256 = file_sha256(path)
     except ImageError as exc:
@@ -186,7 +186,7 @@ def _plan(collection: Collection, path: Path, report: IndexReport) -> _Planned |
     return _Planned(path, sha256, previous, _indexed_copy(collection, sha256))
 
 
-def _indexed_copy(collection: Collection, sha256: str) -> ExtractedContent | None:
+def _indexed_copy(collection: Store, sha256: str) -> ExtractedContent | None:
     """The stored content of an image with the same bytes, if it is complete."""
     twin = collection.catalogue.image_with_sha256(sha256)
     if twin is None:
@@ -204,7 +204,7 @@ def _indexed_copy(collection: Collection, sha256: str) -> ExtractedContent | Non
     )
 
 
-def _embedder(collection: Collection, workers: int) -> Embed | None:
+def _embedder(collection: Store, workers: int) -> Embed | None:
     """One embedding at a time per worker thread (the ONNX session is shared and thread-safe)."""
     if collection.global_conf is None:
         return None
@@ -218,7 +218,7 @@ def embedder_for(conf: GlobalConf, threads: int) -> Embed:
     return lambda pixels: extractor.embed([pixels])[0]
 
 
-def _object_finder(collection: Collection) -> FindObjects | None:
+def _object_finder(collection: Store) -> FindObjects | None:
     """The objects of a collection image (OE-SIR proposals, embedded) when the index keeps objects."""
     stage = collection.object_stage()
     return object_finder_for(stage) if stage is not None else None

@@ -21,14 +21,14 @@ from imgprov.images import load_image
 from imgprov.objects.retrieve import Evidence, ExplainedRegion, FusedMatch, fuse, search_objects
 from imgprov.objects.stage import HostAlignment, VerifiedRegion, pick_host
 from imgprov.results import Match, MatchRegion
-from imgprov.storage.embedded.collection import Collection
+from imgprov.storage import Store
 
 if TYPE_CHECKING:
     from imgprov.search.pipeline import Candidate
 
 
 def object_matches(
-    collection: Collection,
+    collection: Store,
     pixels: np.ndarray,
     candidates: Sequence[Candidate],
     embedding: np.ndarray | None,
@@ -104,7 +104,7 @@ def object_matches(
     return [m for confirmed, m in found if confirmed], [m for confirmed, m in found if not confirmed]
 
 
-def _alignment(collection: Collection, host: VerifiedRegion | None) -> HostAlignment | None:
+def _alignment(collection: Store, host: VerifiedRegion | None) -> HostAlignment | None:
     """The host's pixels and where the query lies in it; None without a host or when its file
     cannot be read any more (the query's objects are then its proposals)."""
     if host is None:

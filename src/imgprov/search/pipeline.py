@@ -27,7 +27,7 @@ from imgprov.results import Match, MatchRegion, SearchResult, VotePoint
 from imgprov.search.calibration import MatchModel, match_model
 from imgprov.search.objects import object_matches
 from imgprov.search.os2os import CandidateVotes, os2os_candidates
-from imgprov.storage.embedded.collection import Collection
+from imgprov.storage import Store
 from imgprov.storage.ids import split_ids
 from imgprov.verify import VerifiedRegion, verify_pair
 
@@ -93,7 +93,7 @@ class Candidates:
 
 
 def find_candidates(
-    collection: Collection,
+    collection: Store,
     pixels: np.ndarray,
     conf: SearchConf,
     *,
@@ -149,7 +149,7 @@ def find_candidates(
 
 
 def _verify_view(
-    collection: Collection,
+    collection: Store,
     view: QueryView,
     shortlist: list[tuple[QueryView, CandidateVotes]],
     candidates: dict[int, Candidate],
@@ -170,7 +170,7 @@ def _verify_view(
 
 
 def _verify_candidate(
-    collection: Collection,
+    collection: Store,
     candidate: Candidate,
     view: QueryView,
     votes: CandidateVotes | None,
@@ -206,7 +206,7 @@ def _is_kept(item: tuple[QueryView, CandidateVotes], candidates: dict[int, Candi
 
 
 def search(
-    collection: Collection,
+    collection: Store,
     pixels: np.ndarray,
     conf: SearchConf,
     *,
@@ -280,7 +280,7 @@ def region_coverage(regions: tuple[MatchRegion | VerifiedRegion, ...], width: in
 
 
 def _with_provenance(
-    collection: Collection, matches: list[Match], query_credentials: ContentCredentials | None
+    collection: Store, matches: list[Match], query_credentials: ContentCredentials | None
 ) -> list[Match]:
     stored = collection.credentials([match.image_id for match in matches])
     return [
@@ -294,18 +294,18 @@ def _with_provenance(
 
 
 def search_local(
-    collection: Collection, pixels: np.ndarray, conf: SearchConf, *, top_k: int = 10, query_name: str = ""
+    collection: Store, pixels: np.ndarray, conf: SearchConf, *, top_k: int = 10, query_name: str = ""
 ) -> SearchResult:
     """The local stage alone (see `search`)."""
     return search(collection, pixels, conf, stage="local", top_k=top_k, query_name=query_name)
 
 
-def direct_view(pixels: np.ndarray, collection: Collection) -> QueryView:
+def direct_view(pixels: np.ndarray, collection: Store) -> QueryView:
     """The query's features in its own pixel frame."""
     return QueryView(extract_rootsift(pixels, collection.feature_conf), np.eye(3))
 
 
-def mirror_view(pixels: np.ndarray, collection: Collection) -> QueryView:
+def mirror_view(pixels: np.ndarray, collection: Store) -> QueryView:
     """Features of the query's mirror image, which match a horizontally flipped original."""
     width = pixels.shape[1]
     mirror = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
@@ -313,7 +313,7 @@ def mirror_view(pixels: np.ndarray, collection: Collection) -> QueryView:
     return QueryView(extract_rootsift(flipped, collection.feature_conf), mirror)
 
 
-def restored_view(pixels: np.ndarray, collection: Collection) -> QueryView | None:
+def restored_view(pixels: np.ndarray, collection: Store) -> QueryView | None:
     """Features of the query after photometric restoration (`imgprov.extract.restore`), or None
     when the query shows no degradation that restoration remedies."""
     restoration = restore_photometry(pixels)
@@ -322,7 +322,7 @@ def restored_view(pixels: np.ndarray, collection: Collection) -> QueryView | Non
     return QueryView(extract_rootsift(restoration.pixels, collection.feature_conf), np.eye(3))
 
 
-def vote_with_view(collection: Collection, view: QueryView, conf: SearchConf) -> list[CandidateVotes]:
+def vote_with_view(collection: Store, view: QueryView, conf: SearchConf) -> list[CandidateVotes]:
     """k-NN over the collection's descriptors, then OS2OS voting, for one query view."""
     index = collection.local_index()
     if index is None or len(view.features) == 0 or index.ntotal == 0:
@@ -343,18 +343,18 @@ def vote_with_view(collection: Collection, view: QueryView, conf: SearchConf) ->
 
 
 def _os2os_shortlist(
-    collection: Collection, view: QueryView, conf: SearchConf
+    collection: Store, view: QueryView, conf: SearchConf
 ) -> list[tuple[QueryView, CandidateVotes]]:
     """The `conf.shortlist` images with the best OS2OS scores for one view of the query."""
     return [(view, votes) for votes in vote_with_view(collection, view, conf)[: conf.shortlist]]
 
 
-def _embed(collection: Collection, pixels: np.ndarray, embedder: SSCDExtractor | None) -> np.ndarray:
+def _embed(collection: Store, pixels: np.ndarray, embedder: SSCDExtractor | None) -> np.ndarray:
     extractor = embedder if embedder is not None else SSCDExtractor(collection.global_conf)
     return extractor.embed([pixels])[0]
 
 
-def _global_shortlist(collection: Collection, embedding: np.ndarray, conf: SearchConf) -> dict[int, float]:
+def _global_shortlist(collection: Store, embedding: np.ndarray, conf: SearchConf) -> dict[int, float]:
     """Exact cosine of the `conf.global_shortlist` most similar images, by image id, most similar
     first. A compressed index proposes `conf.global_rerank` neighbours whose stored embeddings
     re-rank them: 128-bit codes alone lose heavily degraded copies among many distractors."""
@@ -371,7 +371,7 @@ def _global_shortlist(collection: Collection, embedding: np.ndarray, conf: Searc
     return {image_id: cosines[image_id] for image_id in best}
 
 
-def _set_cosines(collection: Collection, embedding: np.ndarray, candidates: dict[int, Candidate]) -> None:
+def _set_cosines(collection: Store, embedding: np.ndarray, candidates: dict[int, Candidate]) -> None:
     """Exact cosine similarity from the stored embeddings (the index's codes are approximate)."""
     missing = [image_id for image_id, candidate in candidates.items() if candidate.cosine is None]
     for image_id, stored in collection.embeddings(missing).items():
@@ -379,7 +379,7 @@ def _set_cosines(collection: Collection, embedding: np.ndarray, candidates: dict
 
 
 def _rank(
-    collection: Collection, candidates: list[Candidate], model: MatchModel, top_k: int, unconfirmed: bool
+    collection: Store, candidates: list[Candidate], model: MatchModel, top_k: int, unconfirmed: bool
 ) -> tuple[list[Match], list[Match]]:
     """Candidates whose calibrated match probability reaches the threshold, most probable first;
     and when `unconfirmed`, those ranked after them, up to top_k places in all."""

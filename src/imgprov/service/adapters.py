@@ -20,7 +20,7 @@ from imgprov.presets import SearchConf
 from imgprov.results import Match, SearchResult
 from imgprov.search.pipeline import search
 from imgprov.service.errors import OriginalUnavailable, UnknownImage
-from imgprov.storage.embedded.collection import Collection
+from imgprov.storage import Store
 from imgprov.storage.records import ImageRecord
 
 HOST = "host"
@@ -39,7 +39,7 @@ class Explanation:
 
 
 def find_originals(
-    collection: Collection,
+    collection: Store,
     pixels: np.ndarray,
     conf: SearchConf,
     embedder: SSCDExtractor | None,
@@ -72,9 +72,7 @@ def compare_pair(
     return compare_images(query, original, conf, original_features=original_features)
 
 
-def explain_original(
-    collection: Collection, query: np.ndarray, image_id: int, conf: CompareConf
-) -> Explanation:
+def explain_original(collection: Store, query: np.ndarray, image_id: int, conf: CompareConf) -> Explanation:
     """Compare the query with the indexed original `image_id`, reusing its indexed keypoints.
 
     The original is a trusted collection file: it is read with the default limits, not the uploads'.
