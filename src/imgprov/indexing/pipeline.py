@@ -67,6 +67,14 @@ class ExtractedContent:
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """A file that is not a usable image (undecodable, unreadable, changed while read): `reason`
+    is the message the index report gives for it."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class _Planned:
     """A file to index: the image it replaces, and the content of an indexed copy of its bytes."""
 
@@ -132,8 +140,8 @@ def index_paths(
             )
             ready = []
             for plan, image in zip(plans, prepared, strict=True):
-                if isinstance(image, str):
-                    report.failed.append((str(plan.path), image))
+                if isinstance(image, Unreadable):
+                    report.failed.append((str(plan.path), image.reason))
                 else:
                     ready.append((plan, image))
             collection.apply(
@@ -240,15 +248,15 @@ def _prepare(
     embed: Embed | None,
     trust: TrustAnchors | None,
     find_objects: FindObjects | None = None,
-) -> NewImage | str:
-    """Decode and extract one file; an error message string when the file is not a usable image."""
+) -> NewImage | Unreadable:
+    """Decode and extract one file, or say why it is not a usable image."""
     try:
         stat = plan.path.stat()
         content = plan.twin or _extract(plan, conf, embed, trust, find_objects)
     except ImageError as exc:
-        return str(exc)
+        return Unreadable(str(exc))
     except OSError as exc:
-        return str(ImageNotFound(f"{plan.path}: cannot read ({exc.strerror or exc})"))
+        return Unreadable(str(ImageNotFound(f"{plan.path}: cannot read ({exc.strerror or exc})")))
     return NewImage(
         path=str(plan.path),
         sha256=plan.sha256,
