@@ -54,9 +54,10 @@ from imgprov.objects.conf import DEFAULT_OBJECTS, object_preset
 from imgprov.objects.embed import crop_model_conf
 from imgprov.objects.stage import ObjectStage
 from imgprov.search.pipeline import search
-from imgprov.storage.embedded.collection import Collection, CollectionPresets
+from imgprov.storage.embedded.collection import Collection
 from imgprov.storage.ids import ITEM_BITS
 from imgprov.storage.migrate import image_copies, source_presets
+from imgprov.storage.records import CollectionPresets
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = DATA / "bench" / "capacity"

@@ -35,12 +35,12 @@ from imgprov.images import load_image
 from imgprov.storage.embedded.vectors import (
     ITEM_BITS,
     IndexLayout,
-    ivf_lists_for,
     layout_of,
     new_flat,
     set_nprobe,
     train_ivfpq,
 )
+from imgprov.storage.vector_sets import ivf_lists_for
 
 SCALES = (1_000, 10_000, 100_000, 1_000_000)
 

@@ -87,8 +87,9 @@ from imgprov.objects.stage import (
 )
 from imgprov.search.pipeline import find_candidates, search
 from imgprov.search.ranking import rank_candidates
-from imgprov.storage.embedded.collection import Collection, CollectionPresets
+from imgprov.storage.embedded.collection import Collection
 from imgprov.storage.ids import vector_ids
+from imgprov.storage.records import CollectionPresets
 from imgprov.verify import VerifiedRegion
 
 CACHE_VERSION = "objects-bench-1"

@@ -24,8 +24,10 @@ from imgprov.extract.sscd import SSCDExtractor
 from imgprov.images import load_image
 from imgprov.indexing.pipeline import index_paths
 from imgprov.search.pipeline import search
-from imgprov.storage.embedded.collection import NO_LOCAL_INDEX, Collection, CollectionPresets
+from imgprov.storage.embedded.collection import Collection
 from imgprov.storage.ids import split_ids
+from imgprov.storage.presets import NO_LOCAL_INDEX
+from imgprov.storage.records import CollectionPresets
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from benchmarks.queries import (
 )
 from benchmarks.report import write_report
 from imgprov import presets
-from imgprov.storage.embedded.collection import NO_LOCAL_INDEX
+from imgprov.storage.presets import NO_LOCAL_INDEX
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"

@@ -9,7 +9,7 @@ before it starts, by `python -m tests.faults child ...` (never by imgprov itself
 - `RETRAIN_PRESET`, a local vector-index preset with a small exact-search threshold, so that the
   switch to IVF-PQ, its retraining as the set grows and the switch back happen on a few images.
 
-After every run, killed or not, `verify` checks that the index opens, that `check_collection`
+After every run, killed or not, `verify` checks that the index opens, that `Collection.check`
 finds no damage and no problem (files left by the killed write are allowed: nothing reads them
 and the next write deletes them), and that the catalogue holds exactly the images of every batch
 the journal shows committed, with the batch in flight at the kill there whole or not at all. A
@@ -42,7 +42,6 @@ from imgprov.errors import IndexStoreError
 from imgprov.presets import VectorIndexConf
 from imgprov.search.pipeline import search
 from imgprov.storage import WritableStore
-from imgprov.storage.check import check_collection
 from imgprov.storage.embedded.collection import Collection
 
 KILL_POINTS = (
@@ -445,7 +444,7 @@ def verify(db: Path, present_before: frozenset[str], events: tuple[dict, ...]) -
             return Verdict((f"the index does not open: {exc}",), committed, bool(in_flight), False, 0)
         return Verdict((), committed, bool(in_flight), False, 0)
     try:
-        report = check_collection(collection, repair=False)
+        report = collection.check(repair=False)
         actual = frozenset(record.path for record in collection.catalogue.all_images())
     finally:
         collection.close()

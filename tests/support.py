@@ -11,7 +11,7 @@ from imgprov.demo import skimage_data_dir
 from imgprov.images import load_image
 from imgprov.indexing.pipeline import index_paths
 from imgprov.storage import parse_location, store_writer
-from imgprov.storage.embedded.collection import CollectionPresets
+from imgprov.storage.records import CollectionPresets
 
 
 def distributed(db: str | Path) -> bool:

@@ -37,8 +37,7 @@ from imgprov.service.server import background_server
 from imgprov.service.settings import ServiceSettings
 from imgprov.service.state import CollectionCache
 from imgprov.storage import Store, open_store, store_writer
-from imgprov.storage.check import check_store
-from imgprov.storage.embedded.collection import CollectionPresets
+from imgprov.storage.records import CollectionPresets
 from tests.faults import Child, PhotoFolders, applied, write_small_photos
 from tests.hostile import seeds
 from tests.support import distributed
@@ -174,7 +173,7 @@ def test_a_second_writer_fails_clearly_or_waits_its_turn(photos, new_db, tmp_pat
     started = time.monotonic()
     with store_writer(db, presets=NO_GLOBAL, wait_seconds=30) as collection:
         assert time.monotonic() - started < 30
-        assert check_store(collection, repair=False).ok
+        assert collection.check(repair=False).ok
     collection = open_store(db)
     assert {record.path for record in collection.catalogue.all_images()} == photos.everything
 

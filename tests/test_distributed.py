@@ -25,7 +25,6 @@ from PIL import Image
 from imgprov import presets
 from imgprov.search.pipeline import search
 from imgprov.storage import open_store
-from imgprov.storage.check import check_collection
 from imgprov.storage.embedded.collection import Collection
 from tests.c2pa_chain import created_action, encode, make_signing_chain, sign_image
 from tests.support import jpeg, photo, write_jpeg
@@ -145,7 +144,7 @@ def test_ray_gives_the_same_collection_as_the_threaded_path(tmp_path, photo_db, 
             threaded.embeddings([by_path[record.path]])[by_path[record.path]],
             atol=1e-4,
         )
-    assert check_collection(distributed, repair=False).ok
+    assert distributed.check(repair=False).ok
     query = jpeg(photo("coffee.png")[20:-20, 30:-30], 50)
     assert Path(top_match(db, query)).resolve() == Path(top_match(photo_db, query)).resolve()
     assert top_match(db, query).endswith("coffee.png")
@@ -343,7 +342,7 @@ def assert_each_variant_once(db: Path, folder: Path) -> None:
     assert sorted(images) == sorted(str(path) for path in folder.resolve().iterdir())
     collection = Collection.open(db)
     try:
-        assert check_collection(collection, repair=False).ok
+        assert collection.check(repair=False).ok
         count = collection.catalogue.connection.execute("SELECT COUNT(*) FROM images").fetchone()[0]
         assert count == len(images) == 42
     finally:

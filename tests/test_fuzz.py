@@ -31,7 +31,7 @@ from imgprov.service.app import create_app
 from imgprov.service.settings import ServiceSettings
 from imgprov.service.uploads import Upload, decode_upload, display_name
 from imgprov.storage import open_store, store_writer
-from imgprov.storage.embedded.collection import CollectionPresets
+from imgprov.storage.records import CollectionPresets
 from tests.faults import write_resized
 from tests.hostile import (
     FUZZ_MAX_PIXELS,

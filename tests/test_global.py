@@ -14,10 +14,9 @@ from imgprov.indexing.pipeline import index_paths, remove_paths
 from imgprov.presets import VectorIndexConf
 from imgprov.search.pipeline import search
 from imgprov.storage import open_store, store_writer
-from imgprov.storage.check import check_store
-from imgprov.storage.embedded.catalogue import VectorFileState
 from imgprov.storage.embedded.vectors import VectorSet, layout_of
 from imgprov.storage.ids import vector_ids
+from imgprov.storage.records import VectorFileState
 from tests.support import jpeg, photo
 from tests.test_search import BENIGN
 
@@ -100,6 +99,6 @@ def test_index_survives_add_remove_readd(tmp_path, photo_paths, extractor, new_d
     assert len(report.added) == 1 and len(report.unchanged) == 4
     collection = open_store(db)
     assert collection.global_index().ntotal == 5
-    assert check_store(collection, repair=False).problems == []
+    assert collection.check(repair=False).problems == []
     query = jpeg(BENIGN["rotated10"](photo(files[0].name)), 60)
     assert search(collection, query, presets.search(), embedder=extractor).matches[0].path == str(files[0])

@@ -15,10 +15,9 @@ from imgprov.indexing.pipeline import discover_images, index_paths, remove_paths
 from imgprov.presets import VectorIndexConf
 from imgprov.search.pipeline import search
 from imgprov.storage import Store, open_store, store_writer
-from imgprov.storage.check import check_store
 from imgprov.storage.embedded.catalogue import Catalogue
-from imgprov.storage.embedded.collection import Collection, CollectionPresets
-from imgprov.storage.info import store_info
+from imgprov.storage.embedded.collection import Collection
+from imgprov.storage.records import CollectionPresets
 from tests.support import jpeg, photo, write_jpeg
 
 NAMES = ["astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "camera.png", "moon.png"]
@@ -50,7 +49,7 @@ def test_folders_are_indexed_recursively_and_reindexing_skips_unchanged(new_db, 
     assert len(again.unchanged) == len(NAMES) and not again.added and not again.replaced
     collection = open_store(db)
     assert collection.catalogue.image_count() == len(NAMES)
-    assert check_store(collection, repair=False).ok
+    assert collection.check(repair=False).ok
 
 
 def test_changed_file_is_replaced_and_a_copy_reuses_features(new_db, originals):
@@ -65,7 +64,7 @@ def test_changed_file_is_replaced_and_a_copy_reuses_features(new_db, originals):
     first = collection.catalogue.image_by_path(str((originals / "astronaut.png").resolve()))
     copy = collection.catalogue.image_by_path(str((originals / "astronaut-copy.png").resolve()))
     assert len(collection.local_features(first.id)) == len(collection.local_features(copy.id))
-    assert check_store(collection, repair=False).ok
+    assert collection.check(repair=False).ok
 
 
 def test_remove_deletes_images_and_their_vectors(new_db, tmp_path, originals):
@@ -76,7 +75,7 @@ def test_remove_deletes_images_and_their_vectors(new_db, tmp_path, originals):
     assert len(removed) == 3 and not_found == [str(tmp_path / "nothing.jpg")]
     collection = open_store(db)
     assert collection.catalogue.image_count() == 3
-    assert check_store(collection, repair=False).ok
+    assert collection.check(repair=False).ok
     result = search(collection, jpeg(photo("rocket.jpg"), 70), presets.search(), stage="local")
     assert result.matches == ()
 
@@ -98,7 +97,7 @@ def test_failed_transaction_leaves_the_previous_index_readable(tmp_path, origina
     assert [vector_set.state for vector_set in collection.vector_sets] == before
     assert collection.catalogue.image_count() == 1
     assert sorted(path.name for path in db.glob("*.faiss*")) == sorted(state.file for state in before)
-    assert check_store(collection, repair=False).ok
+    assert collection.check(repair=False).ok
     assert search(collection, photo("astronaut.png"), presets.search(), stage="local").matches
 
 
@@ -112,8 +111,8 @@ def test_exact_index_becomes_approximate_when_large_and_it_is_recorded(new_db, o
     changes = local_layout_changes(collection)
     assert changes and changes[-1]["trained_on"] > 3000
     assert changes[0]["from"].lower().startswith("flat") and not changes[-1]["to"].lower().startswith("flat")
-    assert store_info(collection)["local_index_layout"] == changes[-1]["to"]
-    assert check_store(collection, repair=False).ok
+    assert collection.describe()["local_index_layout"] == changes[-1]["to"]
+    assert collection.check(repair=False).ok
     best = search(collection, jpeg(photo("chelsea.png"), 60), presets.search(), stage="local").matches[0]
     assert best.path.endswith("chelsea.png")
 
@@ -130,12 +129,12 @@ def test_repair_rebuilds_a_lost_vector_file(tmp_path, originals):
     index(db, [originals])
     (db / Collection.open(db).local.state.file).unlink()
     (db / "local-dead.faiss.tmp").write_bytes(b"partial")
-    report = check_store(Collection.open(db), repair=False)
+    report = Collection.open(db).check(repair=False)
     assert not report.ok and any("missing" in problem for problem in report.problems)
     with Collection.writer(db, create=False) as collection:
-        repaired = check_store(collection, repair=True)
+        repaired = collection.check(repair=True)
     assert repaired.ok and repaired.repaired
-    assert check_store(Collection.open(db), repair=False).problems == []
+    assert Collection.open(db).check(repair=False).problems == []
     assert not (db / "local-dead.faiss.tmp").exists()
 
 

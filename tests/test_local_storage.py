@@ -21,10 +21,8 @@ from imgprov.images import load_image
 from imgprov.indexing.pipeline import index_paths
 from imgprov.search.pipeline import search
 from imgprov.storage import open_store, store_writer
-from imgprov.storage.check import check_store
 from imgprov.storage.embedded.catalogue import CATALOGUE
-from imgprov.storage.embedded.collection import CollectionPresets
-from imgprov.storage.info import store_info
+from imgprov.storage.records import CollectionPresets
 from tests.support import index_all, jpeg, photo
 from tests.test_cli import imgprov
 
@@ -103,7 +101,7 @@ def test_compressed_copies_are_found_and_verified_in_both_stores(compressed_db):
             "SELECT SUM(k.count), SUM(LENGTH(k.geometry)), SUM(LENGTH(d.data)) "
             "FROM keypoints k JOIN descriptors d ON d.image_id = k.image_id"
         ).fetchone()
-        info, report = store_info(store), check_store(store, repair=False)
+        info, report = store.describe(), store.check(repair=False)
     finally:
         store.close()
     for result, name in zip(results, ("coffee.png", "chelsea.png"), strict=True):

@@ -44,9 +44,8 @@ from imgprov.results import Match, Role
 from imgprov.search.pipeline import find_candidates, search
 from imgprov.search.ranking import ranked_matches
 from imgprov.storage import Store, open_store, store_writer
-from imgprov.storage.check import check_store
-from imgprov.storage.embedded.collection import CollectionPresets
 from imgprov.storage.ids import split_ids, vector_ids
+from imgprov.storage.records import CollectionPresets
 from imgprov.verify import VerifiedRegion
 from tests.support import jpeg, photo, write_jpeg
 
@@ -428,7 +427,7 @@ def test_index_with_objects_stores_them_and_check_agrees(objects_db, photo_paths
         assert all(1 <= len(objects) <= 8 and objects.vectors.shape[1] == 512 for objects in stored.values())
         total = sum(len(objects) for objects in stored.values())
         assert collection.object_index().ntotal == total
-        report = check_store(collection, repair=False)
+        report = collection.check(repair=False)
         assert report.ok and not report.problems and report.vectors["objects"] == total
     finally:
         collection.close()
@@ -455,7 +454,7 @@ def test_remove_deletes_objects(new_db, tmp_path, photo_paths):
     try:
         assert images_found(collection, gone_objects.vectors) == set(kept), "the removed image's objects"
         assert collection.object_index().ntotal == sum(len(objects) for objects in kept.values())
-        assert check_store(collection, repair=False).ok
+        assert collection.check(repair=False).ok
     finally:
         collection.close()
     with pytest.raises(PresetError), store_writer(db, presets=CollectionPresets(objects="none")):
@@ -487,7 +486,7 @@ def test_whitened_objects_are_learned_on_the_collection(new_db, photo_paths):
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
         distances, _ = collection.object_index().search(vectors, 1)
         assert distances.max() < 1e-4, "the object index holds the whitened vectors"
-        assert check_store(collection, repair=False).ok
+        assert collection.check(repair=False).ok
     finally:
         collection.close()
 

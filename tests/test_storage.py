@@ -23,10 +23,10 @@ from imgprov.indexing.pipeline import discover_images, index_paths, remove_paths
 from imgprov.presets import VectorIndexConf
 from imgprov.search.pipeline import search
 from imgprov.storage import LocationError, open_store, parse_location, store_writer
-from imgprov.storage.check import check_store
 from imgprov.storage.distributed.milvus import HNSW_MAX_VECTORS, MilvusIndex, milvus_index_for, next_index
-from imgprov.storage.embedded.collection import OBJECTS, CollectionPresets
 from imgprov.storage.migrate import MigrationError, migrate, source_presets, vector_counts
+from imgprov.storage.records import CollectionPresets
+from imgprov.storage.vector_sets import OBJECTS
 from tests.conftest import new_db_in
 from tests.support import jpeg, photo, write_jpeg
 
@@ -111,13 +111,13 @@ def test_index_search_replace_remove_and_readd(store_db, originals):
     with store_writer(store_db, create=False) as collection:
         removed, not_found = remove_paths(collection, [originals / "coffee.png", originals / "nothing.png"])
         assert removed == [coffee] and not_found == [str(originals / "nothing.png")]
-        assert check_store(collection, repair=False).ok
+        assert collection.check(repair=False).ok
     assert results(store_db, {"jpeg": QUERIES["jpeg"]})["jpeg"] == []
     readded = index(store_db, [originals / "coffee.png"])
     assert readded.added == [coffee]
     store = open_store(store_db)
     assert store.catalogue.image_count() == len(NAMES)
-    assert check_store(store, repair=False).ok
+    assert store.check(repair=False).ok
     assert results(store_db, {"jpeg": QUERIES["jpeg"]})["jpeg"][0][1] == coffee
 
 
@@ -156,7 +156,7 @@ def test_interrupted_migration_resumes_without_duplicates(store_db, request, tmp
     with store_writer(store_db, presets=source_presets(source)) as target:
         report = migrate(source, target, batch_size=2)
     assert (report.copied, report.already, report.images) == (3, 2, 5)
-    assert check_store(open_store(store_db), repair=False).ok
+    assert open_store(store_db).check(repair=False).ok
     with store_writer(store_db, presets=source_presets(source)) as target:
         assert migrate(source, target).copied == 0
     other_db = new_db_in("embedded", request, tmp_path_factory)
@@ -196,7 +196,7 @@ def test_a_crashed_write_is_invisible_and_rolled_back(servers, originals, monkey
     assert results(db, {"jpeg": QUERIES["jpeg"]}) == before
     store = open_store(db)
     assert store.catalogue.image_count() == 2 and len(store.catalogue.hidden_ids()) == 1
-    report = check_store(store, repair=False)
+    report = store.check(repair=False)
     assert report.ok and any("interrupted" in note for note in report.notes)
     with store_writer(db, create=False) as writer:
         assert writer.removed_leftovers == ["rolled back 1 images an interrupted write had begun to add"]
@@ -211,11 +211,11 @@ def test_repair_rebuilds_lost_milvus_vectors(servers, originals):
     with store_writer(db, create=False) as writer:
         writer.global_set.drop()
         writer.local.delete_images([writer.catalogue.all_images()[0].id])
-    report = check_store(open_store(db), repair=False)
+    report = open_store(db).check(repair=False)
     assert not report.ok and len(report.problems) == 2
     done = imgprov("check", "--db", db, "--repair")
     assert done.returncode == 0 and "repaired: rebuilt local vectors" in done.stdout
-    assert check_store(open_store(db), repair=False).ok
+    assert open_store(db).check(repair=False).ok
     assert results(db, {"jpeg": QUERIES["jpeg"]})["jpeg"][0][1].endswith("coffee.png")
 
 
@@ -274,7 +274,7 @@ def test_sqlite_catalogue_with_milvus(servers, originals, tmp_path):
     db = f"milvus://{servers.milvus_host}:{servers.milvus_port}/lite?sql=sqlite:///{tmp_path}/lite.sqlite"
     index(db, [originals / "coffee.png", originals / "moon.png"])
     assert results(db, {"jpeg": QUERIES["jpeg"]})["jpeg"][0][1].endswith("coffee.png")
-    assert check_store(open_store(db), repair=False).ok
+    assert open_store(db).check(repair=False).ok
 
 
 def test_index_type_follows_the_set_size(servers):
@@ -395,7 +395,7 @@ def test_whitened_objects_are_learned_alike_in_both_stores(servers, request, tmp
     np.testing.assert_array_equal(
         store.object_whitening.projection, open_store(embedded).object_whitening.projection
     )
-    assert check_store(store, repair=False).ok
+    assert store.check(repair=False).ok
     found = spliced_matches(embedded)
     assert [role for _, role, *_ in found[:2]] == ["host", "donor"]
     assert spliced_matches(distributed) == found
@@ -427,6 +427,6 @@ def test_a_failed_rewhitening_leaves_the_collection_as_it_was(servers, photo_pat
         with pytest.raises(SystemExit):
             index_one_by_one(db, paths[2:3])
     assert (spliced_matches(db), object_collections(db)) == before
-    assert check_store(open_store(db), repair=False).ok
+    assert open_store(db).check(repair=False).ok
     index_one_by_one(db, paths[2:])
     assert open_store(db).catalogue.meta("objects.whitening.trained_on") == "24"

@@ -13,9 +13,7 @@ from imgprov.errors import IndexStoreError, PresetError
 from imgprov.indexing.pipeline import remove_paths
 from imgprov.search.pipeline import search
 from imgprov.storage import open_store, store_writer
-from imgprov.storage.check import check_store
-from imgprov.storage.embedded.collection import CollectionPresets
-from imgprov.storage.info import store_info
+from imgprov.storage.records import CollectionPresets
 from tests.support import index_all, jpeg, photo
 
 VERIFY_ONLY = CollectionPresets(local_index="none")
@@ -49,8 +47,8 @@ def test_check_info_and_removal_without_a_local_index(verify_only_db, photo_path
     assert len(removed) == 1
     store = open_store(verify_only_db)
     try:
-        report = check_store(store, repair=False)
-        info = store_info(store)
+        report = store.check(repair=False)
+        info = store.describe()
     finally:
         store.close()
     assert report.ok and set(report.vectors) == {"global"}

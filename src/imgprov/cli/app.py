@@ -37,11 +37,10 @@ from imgprov.provenance import TrustAnchors, mime_type_for, read_manifest
 from imgprov.results import SearchResult
 from imgprov.search.pipeline import search as run_search
 from imgprov.storage import open_store, store_writer
-from imgprov.storage.check import check_store
-from imgprov.storage.embedded.collection import CollectionPresets
-from imgprov.storage.info import image_info, store_info
+from imgprov.storage.info import image_info
 from imgprov.storage.migrate import migrate as run_migration
 from imgprov.storage.migrate import source_presets
+from imgprov.storage.records import CollectionPresets
 
 app = typer.Typer(
     name="imgprov",
@@ -293,7 +292,7 @@ def info(
     if path is not None:
         print(json.dumps(image_info(collection, path), indent=None if as_json else 1))
         return
-    summary = store_info(collection)
+    summary = collection.describe()
     if as_json:
         print(json.dumps(summary))
         return
@@ -316,9 +315,9 @@ def check(
     """Verify that the catalogue and the vector files agree (and repair them)."""
     if repair:
         with store_writer(db, create=False) as collection:
-            report = check_store(collection, repair=True)
+            report = collection.check(repair=True)
     else:
-        report = check_store(open_store(db), repair=False)
+        report = open_store(db).check(repair=False)
     for line in report.lines():
         stdout.print(line, markup=False, highlight=False)
     if not report.ok:

@@ -20,7 +20,7 @@ from imgprov.compare.conf import COMPARES, DEFAULT_COMPARE, CompareConf, compare
 from imgprov.images import load_image
 from imgprov.pictures.compare import write_heatmap, write_mask, write_overlay
 from imgprov.results import SearchResult
-from imgprov.storage.embedded.collection import Collection
+from imgprov.storage import Store
 
 stdout = Console(soft_wrap=True)
 
@@ -76,7 +76,7 @@ def write_pictures(
 
 
 def explain_top_match(
-    collection: Collection, query: np.ndarray, result: SearchResult, conf: CompareConf
+    collection: Store, query: np.ndarray, result: SearchResult, conf: CompareConf
 ) -> tuple[np.ndarray, Comparison] | None:
     """Compare the query with its best match (`search --explain`); None when nothing matched.
 

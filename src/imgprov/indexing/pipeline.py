@@ -24,8 +24,9 @@ from imgprov.extract.sscd import GlobalConf, SSCDExtractor
 from imgprov.images import SUPPORTED_SUFFIXES, file_sha256, load_image, read_image_bytes
 from imgprov.presets import LocalFeatureConf
 from imgprov.provenance import ContentCredentials, TrustAnchors, mime_type_for, read_manifest
-from imgprov.storage.embedded.catalogue import ImageRecord
-from imgprov.storage.embedded.collection import Collection, NewImage, StoredObjects
+from imgprov.storage import Store, WritableStore
+from imgprov.storage.batches import batched
+from imgprov.storage.records import ImageRecord, NewImage, StoredObjects
 
 URL_SCHEMES = ("http", "https", "s3")
 """Sources indexed under their URL (`imgprov index --list`), not under a local path."""
@@ -63,6 +64,14 @@ class ExtractedContent:
     embedding: np.ndarray | None
     credentials: ContentCredentials | None
     objects: StoredObjects | None = None
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A file that is not a usable image (undecodable, unreadable, changed while read): `reason`
+    is the message the index report gives for it."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -104,7 +113,7 @@ def discover_images(paths: Iterable[Path]) -> tuple[list[Path], list[tuple[str, 
 
 
 def index_paths(
-    collection: Collection,
+    collection: WritableStore,
     files: list[Path],
     *,
     batch_size: int = 32,
@@ -112,7 +121,7 @@ def index_paths(
     progress: Progress | None = None,
     trust: TrustAnchors | None = None,
 ) -> IndexReport:
-    """Index image files into an open writable collection (see `Collection.writer`).
+    """Index image files into an open writable collection (see `imgprov.storage.store_writer`).
 
     trust: anchors that make a C2PA signer trusted when credentials are read (None: none trusted).
     """
@@ -121,7 +130,7 @@ def index_paths(
     embed = _embedder(collection, workers)
     find_objects = _object_finder(collection)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for batch in _batches(files, batch_size):
+        for batch in batched(files, batch_size):
             plans = [_plan(collection, path, report) for path in batch]
             plans = [plan for plan in plans if plan is not None]
             prepared = list(
@@ -131,8 +140,8 @@ def index_paths(
             )
             ready = []
             for plan, image in zip(plans, prepared, strict=True):
-                if isinstance(image, str):
-                    report.failed.append((str(plan.path), image))
+                if isinstance(image, Unreadable):
+                    report.failed.append((str(plan.path), image.reason))
                 else:
                     ready.append((plan, image))
             collection.apply(
@@ -146,7 +155,7 @@ def index_paths(
     return report
 
 
-def remove_paths(collection: Collection, paths: Iterable[str | Path]) -> tuple[list[str], list[str]]:
+def remove_paths(collection: WritableStore, paths: Iterable[str | Path]) -> tuple[list[str], list[str]]:
     """Remove indexed images by file path or folder, or by the URL or URL prefix (an object-storage
     folder) they were indexed under; returns (removed, not found)."""
     removed_records: dict[int, ImageRecord] = {}
@@ -169,7 +178,7 @@ def catalogue_path(path: str | Path) -> str:
     return str(Path(path).resolve())
 
 
-def _plan(collection: Collection, path: Path, report: IndexReport) -> _Planned | None:
+def _plan(collection: Store, path: Path, report: IndexReport) -> _Planned | None:
     try:
         sha256 = file_sha256(path)
     except ImageError as exc:
@@ -185,7 +194,7 @@ def _plan(collection: Collection, path: Path, report: IndexReport) -> _Planned |
     return _Planned(path, sha256, previous, _indexed_copy(collection, sha256))
 
 
-def _indexed_copy(collection: Collection, sha256: str) -> ExtractedContent | None:
+def _indexed_copy(collection: Store, sha256: str) -> ExtractedContent | None:
     """The stored content of an image with the same bytes, if it is complete."""
     twin = collection.catalogue.image_with_sha256(sha256)
     if twin is None:
@@ -203,7 +212,7 @@ def _indexed_copy(collection: Collection, sha256: str) -> ExtractedContent | Non
     )
 
 
-def _embedder(collection: Collection, workers: int) -> Embed | None:
+def _embedder(collection: Store, workers: int) -> Embed | None:
     """One embedding at a time per worker thread (the ONNX session is shared and thread-safe)."""
     if collection.global_conf is None:
         return None
@@ -217,7 +226,7 @@ def embedder_for(conf: GlobalConf, threads: int) -> Embed:
     return lambda pixels: extractor.embed([pixels])[0]
 
 
-def _object_finder(collection: Collection) -> FindObjects | None:
+def _object_finder(collection: Store) -> FindObjects | None:
     """The objects of a collection image (OE-SIR proposals, embedded) when the index keeps objects."""
     stage = collection.object_stage()
     return object_finder_for(stage) if stage is not None else None
@@ -239,15 +248,15 @@ def _prepare(
     embed: Embed | None,
     trust: TrustAnchors | None,
     find_objects: FindObjects | None = None,
-) -> NewImage | str:
-    """Decode and extract one file; an error message string when the file is not a usable image."""
+) -> NewImage | Unreadable:
+    """Decode and extract one file, or say why it is not a usable image."""
     try:
         stat = plan.path.stat()
         content = plan.twin or _extract(plan, conf, embed, trust, find_objects)
     except ImageError as exc:
-        return str(exc)
+        return Unreadable(str(exc))
     except OSError as exc:
-        return str(ImageNotFound(f"{plan.path}: cannot read ({exc.strerror or exc})"))
+        return Unreadable(str(ImageNotFound(f"{plan.path}: cannot read ({exc.strerror or exc})")))
     return NewImage(
         path=str(plan.path),
         sha256=plan.sha256,
@@ -327,8 +336,3 @@ def _walk(folder: Path) -> Iterator[Path]:
         for name in names:
             if Path(name).suffix.lower() in SUPPORTED_SUFFIXES and not name.startswith("."):
                 yield Path(root) / name
-
-
-def _batches(items: list[Path], size: int) -> Iterator[list[Path]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -22,12 +22,12 @@ from imgprov.objects.retrieve import Evidence, ExplainedRegion, FusionScoring, s
 from imgprov.objects.stage import HostAlignment, pick_host
 from imgprov.results import RegionSource
 from imgprov.search.candidates import Candidate
-from imgprov.storage.embedded.collection import Collection
+from imgprov.storage import Store
 from imgprov.verify import VerifiedRegion
 
 
 def object_evidence(
-    collection: Collection,
+    collection: Store,
     pixels: np.ndarray,
     candidates: Sequence[Candidate],
     embedding: np.ndarray | None,
@@ -83,7 +83,7 @@ def _stage_evidence(candidate: Candidate) -> Evidence:
     )
 
 
-def _alignment(collection: Collection, host: tuple[int, VerifiedRegion] | None) -> HostAlignment | None:
+def _alignment(collection: Store, host: tuple[int, VerifiedRegion] | None) -> HostAlignment | None:
     """The host's pixels and where the query lies in it; None without a host or when its file
     cannot be read any more (the query's objects are then its proposals)."""
     if host is None:

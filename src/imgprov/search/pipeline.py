@@ -33,17 +33,17 @@ from imgprov.search.candidates import Candidate, Candidates, QueryView
 from imgprov.search.objects import object_evidence
 from imgprov.search.os2os import CandidateVotes, os2os_candidates
 from imgprov.search.ranking import CalibratedScoring, ranked_matches
-from imgprov.storage.embedded.collection import Collection
+from imgprov.storage import Store
 from imgprov.storage.ids import split_ids
 from imgprov.verify import verify_pair
 
 STAGES = tuple(SearchStage)
-ViewMaker = Callable[[np.ndarray, Collection], QueryView | None]
+ViewMaker = Callable[[np.ndarray, Store], QueryView | None]
 Shortlist = list[tuple[QueryView, CandidateVotes]]
 
 
 def find_candidates(
-    collection: Collection,
+    collection: Store,
     pixels: np.ndarray,
     conf: SearchConf,
     *,
@@ -110,7 +110,7 @@ def _model_stage(use_local: bool, use_global: bool) -> SearchStage:
 
 
 def _verify_view(
-    collection: Collection,
+    collection: Store,
     view: QueryView,
     shortlist: Shortlist,
     candidates: dict[int, Candidate],
@@ -131,7 +131,7 @@ def _verify_view(
 
 
 def _verify_candidate(
-    collection: Collection,
+    collection: Store,
     candidate: Candidate,
     view: QueryView,
     votes: CandidateVotes | None,
@@ -173,7 +173,7 @@ def _is_kept(item: tuple[QueryView, CandidateVotes], candidates: dict[int, Candi
 
 
 def search(
-    collection: Collection,
+    collection: Store,
     pixels: np.ndarray,
     conf: SearchConf,
     *,
@@ -220,7 +220,7 @@ def search(
     )
 
 
-def _paths(collection: Collection) -> Callable[[list[int]], dict[int, str]]:
+def _paths(collection: Store) -> Callable[[list[int]], dict[int, str]]:
     """The file of each image id still in the collection."""
     return lambda image_ids: {
         image_id: record.path for image_id, record in collection.images(image_ids).items()
@@ -228,7 +228,7 @@ def _paths(collection: Collection) -> Callable[[list[int]], dict[int, str]]:
 
 
 def _with_provenance(
-    collection: Collection, matches: list[Match], query_credentials: ContentCredentials | None
+    collection: Store, matches: list[Match], query_credentials: ContentCredentials | None
 ) -> list[Match]:
     stored = collection.credentials([match.image_id for match in matches])
     return [
@@ -241,18 +241,18 @@ def _with_provenance(
     ]
 
 
-def direct_view(pixels: np.ndarray, collection: Collection) -> QueryView:
+def direct_view(pixels: np.ndarray, collection: Store) -> QueryView:
     """The query's features in its own pixel frame."""
     return QueryView(extract_rootsift(pixels, collection.feature_conf), np.eye(3))
 
 
-def mirror_view(pixels: np.ndarray, collection: Collection) -> QueryView:
+def mirror_view(pixels: np.ndarray, collection: Store) -> QueryView:
     """Features of the query's mirror image, which match a horizontally flipped original."""
     flipped = np.ascontiguousarray(pixels[:, ::-1])
     return QueryView(extract_rootsift(flipped, collection.feature_conf), flip_matrix(pixels.shape[1]))
 
 
-def restored_view(pixels: np.ndarray, collection: Collection) -> QueryView | None:
+def restored_view(pixels: np.ndarray, collection: Store) -> QueryView | None:
     """Features of the query after photometric restoration (`imgprov.extract.restore`), or None
     when the query shows no degradation that restoration remedies."""
     restoration = restore_photometry(pixels)
@@ -261,7 +261,7 @@ def restored_view(pixels: np.ndarray, collection: Collection) -> QueryView | Non
     return QueryView(extract_rootsift(restoration.pixels, collection.feature_conf), np.eye(3))
 
 
-def vote_with_view(collection: Collection, view: QueryView, conf: SearchConf) -> list[CandidateVotes]:
+def vote_with_view(collection: Store, view: QueryView, conf: SearchConf) -> list[CandidateVotes]:
     """k-NN over the collection's descriptors, then OS2OS voting, for one query view."""
     index = collection.local_index()
     if index is None or len(view.features) == 0 or index.ntotal == 0:
@@ -281,17 +281,17 @@ def vote_with_view(collection: Collection, view: QueryView, conf: SearchConf) ->
     )
 
 
-def _os2os_shortlist(collection: Collection, view: QueryView, conf: SearchConf) -> Shortlist:
+def _os2os_shortlist(collection: Store, view: QueryView, conf: SearchConf) -> Shortlist:
     """The `conf.shortlist` images with the best OS2OS scores for one view of the query."""
     return [(view, votes) for votes in vote_with_view(collection, view, conf)[: conf.shortlist]]
 
 
-def _embed(collection: Collection, pixels: np.ndarray, embedder: SSCDExtractor | None) -> np.ndarray:
+def _embed(collection: Store, pixels: np.ndarray, embedder: SSCDExtractor | None) -> np.ndarray:
     extractor = embedder if embedder is not None else sscd_extractor(collection.global_conf)
     return extractor.embed([pixels])[0]
 
 
-def _global_shortlist(collection: Collection, embedding: np.ndarray, conf: SearchConf) -> dict[int, float]:
+def _global_shortlist(collection: Store, embedding: np.ndarray, conf: SearchConf) -> dict[int, float]:
     """Exact cosine of the `conf.global_shortlist` most similar images, by image id, most similar
     first. A compressed index proposes `conf.global_rerank` neighbours whose stored embeddings
     re-rank them: 128-bit codes alone lose heavily degraded copies among many distractors."""
@@ -308,7 +308,7 @@ def _global_shortlist(collection: Collection, embedding: np.ndarray, conf: Searc
     return {image_id: cosines[image_id] for image_id in best}
 
 
-def _set_cosines(collection: Collection, embedding: np.ndarray, candidates: dict[int, Candidate]) -> None:
+def _set_cosines(collection: Store, embedding: np.ndarray, candidates: dict[int, Candidate]) -> None:
     """Exact cosine similarity from the stored embeddings (the index's codes are approximate)."""
     missing = [image_id for image_id, candidate in candidates.items() if candidate.cosine is None]
     for image_id, stored in collection.embeddings(missing).items():

@@ -11,8 +11,8 @@ from imgprov.compare import CompareConf, Comparison, compare_images
 from imgprov.errors import ImageError
 from imgprov.images import load_image
 from imgprov.service.errors import OriginalUnavailable, UnknownImage
-from imgprov.storage.embedded.catalogue import ImageRecord
-from imgprov.storage.embedded.collection import Collection
+from imgprov.storage import Store
+from imgprov.storage.records import ImageRecord
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,7 @@ class Explanation:
     comparison: Comparison
 
 
-def explain_original(
-    collection: Collection, query: np.ndarray, image_id: int, conf: CompareConf
-) -> Explanation:
+def explain_original(collection: Store, query: np.ndarray, image_id: int, conf: CompareConf) -> Explanation:
     """Compare the query with the indexed original `image_id`, reusing its indexed keypoints.
 
     The original is a trusted collection file: it is read with the default limits, not the uploads'.

@@ -24,7 +24,7 @@ from imgprov.service.payloads import (
 )
 from imgprov.service.state import ServiceState
 from imgprov.service.uploads import Upload, decode_upload
-from imgprov.storage.embedded.collection import Collection
+from imgprov.storage import Store
 
 WRITER_WAIT_FRACTION = 0.5
 """Share of the request timeout a change may wait for another writer to finish."""
@@ -81,7 +81,7 @@ def search_job(state: ServiceState, request: SearchRequest) -> dict:
 
 
 def explain_top(
-    state: ServiceState, collection: Collection, query: np.ndarray, result: SearchResult
+    state: ServiceState, collection: Store, query: np.ndarray, result: SearchResult
 ) -> tuple[Explanation | None, dict | None]:
     """The comparison with the best match and its JSON; `{"id", "error"}` when its file is gone."""
     if not result.matches:

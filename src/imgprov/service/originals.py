@@ -19,8 +19,9 @@ from imgprov.indexing.pipeline import index_paths
 from imgprov.service.errors import UnknownImage
 from imgprov.service.uploads import Upload, file_suffix
 from imgprov.storage import parse_location, store_writer
-from imgprov.storage.embedded.catalogue import ImageRecord, default_db_dir
+from imgprov.storage.embedded.catalogue import default_db_dir
 from imgprov.storage.protocol import ImageCatalogue
+from imgprov.storage.records import ImageRecord
 
 ORIGINALS_FOLDER = "originals"
 STORED_NAME = re.compile(r"[0-9a-f]{64}\.[a-z]{3,4}")

@@ -11,7 +11,7 @@ from imgprov.compare import Comparison
 from imgprov.pictures.web import mask_outline
 from imgprov.results import Match, SearchResult
 from imgprov.service.adapters import Explanation
-from imgprov.storage.embedded.catalogue import ImageRecord
+from imgprov.storage.records import ImageRecord
 
 
 def image_payload(record: ImageRecord) -> dict:

@@ -11,9 +11,10 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from imgprov.storage.embedded.collection import Collection, CollectionPresets
+from imgprov.storage.embedded.collection import Collection
 from imgprov.storage.location import Location, LocationError, parse_location
 from imgprov.storage.protocol import Store, WritableStore
+from imgprov.storage.records import CollectionPresets
 
 __all__ = [
     "Location",

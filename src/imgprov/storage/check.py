@@ -1,30 +1,28 @@
-"""`imgprov check`: do the catalogue and the vector files agree? Repair what does not.
+"""`imgprov check`: do a store's catalogue and its vectors agree? Repair what does not.
 
-Three kinds of findings:
-- damage: the SQLite catalogue itself is inconsistent (its integrity check fails, an image lacks its
-  features). The catalogue is the source of truth, so nothing can rebuild it: restore a backup.
-- problems: a vector file disagrees with the catalogue (missing, damaged, wrong size, layout or
-  ids). `--repair` rebuilds every vector file from the catalogue.
-- leftovers: files no catalogue entry names, left by an interrupted write (or being written by a
-  writer right now). They change nothing a reader sees; the next write or `--repair` deletes them.
+Each store checks itself (`Store.check`: `imgprov.storage.embedded.check`,
+`imgprov.storage.distributed.check`) into one `CheckReport` with three kinds of findings:
+- damage: the catalogue itself is inconsistent (an image lacks its features, a blob has the wrong
+  size; for SQLite also its integrity check). The catalogue is the source of truth, so nothing can
+  rebuild it: restore a backup.
+- problems: the vectors disagree with the catalogue (a vector file or Milvus collection missing,
+  damaged, of the wrong size, layout or ids). `--repair` rebuilds every vector set from the catalogue.
+- leftovers: vector files no catalogue entry names, left by an interrupted write (or being written
+  by a writer right now). They change nothing a reader sees; the next write or `--repair` deletes them.
+The catalogue checks both stores share are here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import faiss
-import numpy as np
-
-from imgprov.errors import IndexCorrupt
 from imgprov.extract.sscd import EMBEDDING_DIM
 from imgprov.presets import LocalStorageConf
-from imgprov.storage.distributed.milvus import MilvusVectors
-from imgprov.storage.distributed.store import VECTORS_BY_IMAGE, DistributedStore
-from imgprov.storage.embedded.collection import GLOBAL, LOCAL, OBJECTS, Collection
-from imgprov.storage.embedded.vectors import VectorSet, layout_of
-from imgprov.storage.ids import split_ids
-from imgprov.storage.protocol import Store
+
+if TYPE_CHECKING:
+    from imgprov.storage.catalogue import SqlConnection
+    from imgprov.storage.protocol import Store
 
 
 def catalogue_checks(storage: LocalStorageConf) -> tuple[tuple[str, str], ...]:
@@ -75,12 +73,6 @@ OBJECT_CHECKS = (
         "object boxes or vectors of the wrong size",
     ),
 )
-EXPECTED_COUNTS = {
-    LOCAL: "SELECT image_id, count FROM keypoints WHERE count > 0",
-    GLOBAL: "SELECT image_id, 1 FROM global_vectors",
-    OBJECTS: "SELECT image_id, count FROM objects WHERE count > 0",
-}
-LEFTOVER_SUFFIXES = (".faiss", ".faiss.tmp")
 
 
 @dataclass
@@ -125,162 +117,15 @@ class CheckReport:
         return lines
 
 
-def check_store(store: Store, *, repair: bool) -> CheckReport:
-    """`check_collection` for the embedded store, `check_distributed` for a distributed one."""
-    if isinstance(store, Collection):
-        return check_collection(store, repair=repair)
-    return check_distributed(store, repair=repair)
-
-
-def check_collection(collection: Collection, *, repair: bool) -> CheckReport:
-    """Check the catalogue, then each vector file against it; with `repair` (a writable collection,
-    see `Collection.writer`), rebuild the vector files when any disagrees."""
-    catalogue = collection.catalogue
-    report = CheckReport(images=catalogue.image_count())
-    report.damage = catalogue_damage(collection)
-    if not report.damage:
-        for vector_set in collection.vector_sets:
-            report.problems += vector_problems(collection, vector_set)
-    report.leftovers = leftover_files(collection)
-    if repair:
-        report.repaired += [f"deleted {name}" for name in collection.removed_leftovers]
-        if report.problems:
-            collection.rebuild_vectors()
-            report.repaired += [
-                f"rebuilt {vector_set.name} vectors into {vector_set.state.file}"
-                for vector_set in collection.vector_sets
-            ]
-        report.repaired += [f"deleted {name}" for name in collection.remove_stray_files()]
-        report.leftovers = []
-    report.vectors = {vector_set.name: vector_set.state.count for vector_set in collection.vector_sets}
-    return report
-
-
-def check_distributed(store: DistributedStore, *, repair: bool) -> CheckReport:
-    """Check a distributed store: its catalogue, then each Milvus collection against it (which
-    images' vectors it holds, and how many); with `repair` (a writer, see `store_writer`), rebuild
-    the Milvus collections when any disagrees. Images of an interrupted write were already rolled
-    back or removed when the writer opened (`removed_leftovers`)."""
-    report = CheckReport(images=store.catalogue.image_count())
-    report.damage = distributed_catalogue_damage(store)
-    if not report.damage:
-        hidden = set(store.catalogue.hidden_ids())
-        for vector_set in store.vector_sets:
-            report.problems += milvus_problems(store, vector_set, hidden)
-        if hidden:
-            report.notes.append(
-                f"{len(hidden)} images of a write in progress or interrupted are not visible yet; "
-                "the next write or `imgprov check --repair` finishes an interrupted one"
-            )
-    if repair:
-        report.repaired += store.removed_leftovers
-        if report.problems:
-            store.rebuild_vectors()
-            report.repaired += [
-                f"rebuilt {vector_set.name} vectors in Milvus collection {vector_set.collection_name}"
-                for vector_set in store.vector_sets
-            ]
-        report.notes = []
-    report.vectors = {vector_set.name: vector_set.ntotal for vector_set in store.vector_sets}
-    return report
-
-
-def distributed_catalogue_damage(store: DistributedStore) -> list[str]:
-    """What is inconsistent inside a distributed store's SQL catalogue (committed images)."""
+def feature_damage(store: Store, connection: SqlConnection) -> list[str]:
+    """The inconsistent feature rows of a store's catalogue (the images of `images`), one finding
+    per kind: the local features always, the global embeddings and objects where the store keeps them."""
     checks = catalogue_checks(store.local_storage)
     checks += GLOBAL_CHECKS if store.global_set is not None else ()
     checks += OBJECT_CHECKS if store.object_set is not None else ()
     damage = []
     for query, finding in checks:
-        count = int(store.catalogue.database.execute(query).fetchone()[0])
-        if count:
-            damage.append(f"{count} {finding}")
-    return damage
-
-
-def milvus_problems(store: DistributedStore, vector_set: MilvusVectors, hidden: set[int]) -> list[str]:
-    """How one Milvus collection disagrees with the catalogue's committed images."""
-    expected = dict(store.catalogue.database.execute(VECTORS_BY_IMAGE[vector_set.name]).fetchall())
-    total = sum(expected.values())
-    if vector_set.ntotal != total:
-        return [
-            f"catalogue records {vector_set.ntotal} {vector_set.name} vectors but the images hold {total}"
-        ]
-    if not vector_set.exists():
-        return [f"Milvus has no collection {vector_set.collection_name}"]
-    found = {
-        image_id: count for image_id, count in vector_set.counts_by_image().items() if image_id not in hidden
-    }
-    if found != expected:
-        held = sum(found.values())
-        return [
-            f"Milvus collection {vector_set.collection_name} holds {held} vectors of {len(found)} images, "
-            f"the catalogue {total} of {len(expected)}"
-        ]
-    return []
-
-
-def catalogue_damage(collection: Collection) -> list[str]:
-    """What is inconsistent inside the SQLite catalogue itself."""
-    connection = collection.catalogue.connection
-    integrity = connection.execute("PRAGMA integrity_check").fetchone()[0]
-    if integrity != "ok":
-        return [f"SQLite integrity check: {integrity}"]
-    damage = []
-    if connection.execute("PRAGMA foreign_key_check").fetchall():
-        damage.append("rows that refer to images which no longer exist")
-    checks = catalogue_checks(collection.local_storage) + (
-        GLOBAL_CHECKS if collection.global_set is not None else ()
-    )
-    checks += OBJECT_CHECKS if collection.object_set is not None else ()
-    for query, finding in checks:
         count = int(connection.execute(query).fetchone()[0])
         if count:
             damage.append(f"{count} {finding}")
     return damage
-
-
-def vector_problems(collection: Collection, vector_set: VectorSet) -> list[str]:
-    """How one vector file disagrees with the catalogue: size, readability, layout, ids."""
-    name, state = vector_set.name, vector_set.state
-    expected = dict(collection.catalogue.connection.execute(EXPECTED_COUNTS[name]).fetchall())
-    total = sum(expected.values())
-    if state.count != total:
-        return [f"catalogue records {state.count} {name} vectors but the images hold {total}"]
-    if not state.file:
-        return [] if total == 0 else [f"no {name} vector file is recorded"]
-    try:
-        index = vector_set.index()
-    except IndexCorrupt as exc:
-        return [str(exc)]
-    layout = layout_of(index).describe()
-    if layout != state.layout:
-        return [f"the {name} vector file is laid out as {layout}, the catalogue records {state.layout}"]
-    image_ids, _ = split_ids(stored_ids(index))
-    found, counts = np.unique(image_ids, return_counts=True)
-    if expected != dict(zip(found.tolist(), counts.tolist(), strict=True)):
-        return [f"the {name} vector file's ids do not match the catalogue's images"]
-    return []
-
-
-def leftover_files(collection: Collection) -> list[str]:
-    """Vector files in the index directory that the catalogue does not name."""
-    referenced = set(collection.vector_files().values())
-    return sorted(
-        path.name
-        for path in collection.root.iterdir()
-        if path.name.endswith(LEFTOVER_SUFFIXES) and path.name not in referenced
-    )
-
-
-def stored_ids(index: faiss.Index) -> np.ndarray:
-    """(ntotal,) int64 ids held by an IDMap or IVF index."""
-    if isinstance(index, faiss.IndexIDMap | faiss.IndexIDMap2):
-        return faiss.vector_to_array(index.id_map).astype(np.int64)
-    invlists = faiss.extract_index_ivf(index).invlists
-    parts = [
-        faiss.rev_swig_ptr(invlists.get_ids(number), invlists.list_size(number)).copy()
-        for number in range(invlists.nlist)
-        if invlists.list_size(number)
-    ]
-    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)

@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from imgprov.errors import ImgprovError
-from imgprov.storage.embedded.catalogue import ImageRecord
-from imgprov.storage.embedded.collection import NO_GLOBAL, NO_OBJECTS, CollectionPresets, NewImage
+from imgprov.storage.batches import batched
+from imgprov.storage.presets import NO_GLOBAL, NO_OBJECTS
 from imgprov.storage.protocol import Store, WritableStore
+from imgprov.storage.records import CollectionPresets, ImageRecord, NewImage
 
 
 class MigrationError(ImgprovError):
@@ -66,7 +67,7 @@ def migrate(
         target.adopt_whitening(source.object_whitening, trained_on)
     done = {record.id for record in present}
     todo = [record for record in records if record.id not in done]
-    for batch in _batches(todo, batch_size):
+    for batch in batched(todo, batch_size):
         target.apply(add=list(image_copies(source, batch)))
         if progress is not None:
             progress(len(batch))
@@ -121,8 +122,3 @@ def image_copies(source: Store, records: list[ImageRecord]) -> Iterator[NewImage
             image_id=record.id,
             indexed_at=record.indexed_at,
         )
-
-
-def _batches(items: list[ImageRecord], size: int) -> Iterator[list[ImageRecord]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

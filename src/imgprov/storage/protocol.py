@@ -6,16 +6,24 @@ Two implementations: `imgprov.storage.embedded` (an index directory: SQLite + FA
 
 from __future__ import annotations
 
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from imgprov.extract.rootsift import LocalFeatures
+from imgprov.extract.sscd import GlobalConf
+from imgprov.objects.conf import ObjectConf
 from imgprov.objects.embed import ObjectWhitening
-from imgprov.presets import LocalStorageConf
+from imgprov.presets import LocalFeatureConf, LocalStorageConf, VectorIndexConf
 from imgprov.provenance import ContentCredentials
-from imgprov.storage.embedded.catalogue import ImageRecord
-from imgprov.storage.embedded.collection import NewImage, StoredObjects
+from imgprov.storage.check import CheckReport
+from imgprov.storage.presets import NoPreset
+from imgprov.storage.records import ImageRecord, NewImage, StoredObjects
+from imgprov.storage.vector_sets import VectorSetName
+
+if TYPE_CHECKING:
+    from imgprov.objects.stage import ObjectStage
 
 
 class NeighbourIndex(Protocol):
@@ -28,6 +36,14 @@ class NeighbourIndex(Protocol):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(n, dim) float32 queries -> (n, k) float32 distances (squared L2 or inner product) and
         (n, k) int64 vector ids (`imgprov.storage.ids.vector_ids`), -1 past the last neighbour found."""
+
+
+class VectorSetInfo(Protocol):
+    """A vector set as its store describes it: name, index preset and vector dimension."""
+
+    name: VectorSetName
+    conf: VectorIndexConf
+    dim: int
 
 
 class ImageCatalogue(Protocol):
@@ -53,21 +69,23 @@ class ImageCatalogue(Protocol):
 class Store(Protocol):
     """The read side: presets, image records, stored features and the neighbour indexes.
 
-    `root` names the store in messages; `global_set` / `object_set` are None when the collection has
+    `root` names the store in messages (the index directory, or the distributed store's URL);
+    `local_conf` is a `NoPreset` for a collection without a local index (`--vectors none`);
+    `global_conf` / `global_set` and `object_conf` / `object_set` are None when the collection has
     no global descriptors / objects; `object_whitening` is the object vectors' PCA-whitening learned
     on the collection (None when the object preset does not whiten). `vector_files()` changes with
     every committed write.
     """
 
-    root: object
+    root: Path | str
     catalogue: ImageCatalogue
-    feature_conf: object
-    local_conf: object
+    feature_conf: LocalFeatureConf
+    local_conf: VectorIndexConf | NoPreset
     local_storage: LocalStorageConf
-    global_conf: object | None
-    global_set: object | None
-    object_conf: object | None
-    object_set: object | None
+    global_conf: GlobalConf | None
+    global_set: VectorSetInfo | None
+    object_conf: ObjectConf | None
+    object_set: VectorSetInfo | None
     object_whitening: ObjectWhitening | None
 
     def images(self, image_ids: list[int]) -> dict[int, ImageRecord]: ...
@@ -84,9 +102,12 @@ class Store(Protocol):
 
     def searchable(self, raw_vectors: np.ndarray) -> np.ndarray: ...
 
-    def object_stage(self) -> object | None: ...
+    def object_stage(self) -> ObjectStage | None:
+        """The object stage of the collection's object preset, its models loaded once; None
+        without objects."""
 
-    def local_index(self) -> NeighbourIndex: ...
+    def local_index(self) -> NeighbourIndex | None:
+        """None for a collection without a local index (`--vectors none`)."""
 
     def global_index(self) -> NeighbourIndex | None: ...
 
@@ -95,6 +116,13 @@ class Store(Protocol):
     def object_index(self) -> NeighbourIndex | None: ...
 
     def vector_files(self) -> dict[str, str]: ...
+
+    def check(self, *, repair: bool) -> CheckReport:
+        """`imgprov check`: the catalogue, then the vectors against it; `repair` (a writer only)
+        rebuilds the vectors when they disagree."""
+
+    def describe(self) -> dict:
+        """`imgprov info`: counts, presets, vector layout and recent events, key by key."""
 
     def close(self) -> None: ...
 

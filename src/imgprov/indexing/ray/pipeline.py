@@ -1,10 +1,10 @@
 """Distributed indexing: a Ray Data pipeline extracts on workers, the driver writes in batches.
 
     sources (driver) -> from_items -> map_batches(BatchExtractor, actor pool of N workers)
-                     -> iter_batches (driver) -> Collection.apply, one transaction per batch
+                     -> iter_batches (driver) -> WritableStore.apply, one transaction per batch
 
 The driver is the only writer: it holds the index's writer lock and writes through the same
-transactional `Collection.apply` as `index_paths`, so a batch is in the collection entirely or not
+transactional `WritableStore.apply` as `index_paths`, so a batch is in the collection entirely or not
 at all. Resume and no duplicates come from three facts: (1) each source carries the sha256 the
 collection holds for its path, and a worker that hashes the same bytes returns "unchanged" without
 extracting, so a re-run after a killed driver only extracts what was not committed; (2) Ray restarts
@@ -37,7 +37,7 @@ from imgprov.indexing.ray.worker import (
     unpack_rows,
 )
 from imgprov.provenance import TrustAnchors
-from imgprov.storage.embedded.collection import Collection
+from imgprov.storage import WritableStore
 
 LOCAL_CLUSTER = "local"
 """The `--ray` address that starts a cluster on this machine for one command."""
@@ -110,7 +110,7 @@ def ray_cluster(conf: RayConf) -> Iterator[None]:
 
 
 def index_sources(
-    collection: Collection,
+    collection: WritableStore,
     sources: list[str],
     conf: RayConf,
     *,
@@ -169,12 +169,12 @@ def _check_reachable(address: str) -> None:
         raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {reason}") from None
 
 
-def _known_sha256(collection: Collection, source: str) -> str:
+def _known_sha256(collection: WritableStore, source: str) -> str:
     record = collection.catalogue.image_by_path(source)
     return record.sha256 if record is not None else ""
 
 
-def _write(collection: Collection, rows: list[dict], report: IndexReport, written: set[str]) -> None:
+def _write(collection: WritableStore, rows: list[dict], report: IndexReport, written: set[str]) -> None:
     """Add one batch of worker rows in one transaction; a path already holding the same bytes is
     unchanged, one holding other bytes is replaced."""
     add, remove, replaced = [], [], []

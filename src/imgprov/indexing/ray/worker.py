@@ -32,7 +32,7 @@ from imgprov.indexing.ray.sources import HTTP_TIMEOUT_SECONDS, fetch
 from imgprov.objects.conf import ObjectConf
 from imgprov.presets import LocalFeatureConf
 from imgprov.provenance import ContentCredentials, TrustAnchors
-from imgprov.storage.embedded.collection import NewImage, StoredObjects
+from imgprov.storage.records import NewImage, StoredObjects
 
 ADDED = "ok"
 UNCHANGED = "unchanged"

@@ -20,14 +20,17 @@ import numpy as np
 
 from imgprov.errors import IndexStoreError
 from imgprov.presets import VectorIndexConf
-from imgprov.storage.embedded.vectors import ivf_lists_for
+from imgprov.storage.batches import batched
 from imgprov.storage.ids import ITEM_BITS
+from imgprov.storage.vector_sets import ivf_lists_for
 
 CONNECT_TIMEOUT_SECONDS = 10.0
 INSERT_ROWS = 20_000
 """Rows per insert request (20,000 RootSIFT rows are 10 MB, well under gRPC's message limit)."""
 SEARCH_QUERIES = 1024
 """Query vectors per search request."""
+DELETE_IMAGES = 1000
+"""Images whose vectors one delete request deletes."""
 HNSW_MAX_VECTORS = 2_000_000
 """Most vectors a set indexes with HNSW (about (4 dim + 128) bytes each in the query nodes' memory)."""
 HNSW_BUILD = {"M": 16, "efConstruction": 200}
@@ -197,10 +200,9 @@ class MilvusVectors:
         params = {"metric_type": self.index.metric, "params": self.index.search_params(k)}
         collection = self.collection()
         for start in range(0, len(queries), SEARCH_QUERIES):
-            batch = queries[start : start + SEARCH_QUERIES]
             results = self._call(
                 collection.search,
-                batch.tolist(),
+                queries[start : start + SEARCH_QUERIES].tolist(),
                 "vector",
                 params,
                 limit=k,
@@ -216,23 +218,23 @@ class MilvusVectors:
     def insert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add (M,) int64 vector ids with their (M, dim) float32 vectors."""
         collection = self.collection()
-        for start in range(0, len(ids), INSERT_ROWS):
-            part = ids[start : start + INSERT_ROWS]
+        for part_ids, part_vectors in zip(
+            batched(ids, INSERT_ROWS), batched(vectors, INSERT_ROWS), strict=True
+        ):
             self._call(
                 collection.insert,
                 [
-                    part.tolist(),
-                    (part >> ITEM_BITS).tolist(),
-                    np.ascontiguousarray(vectors[start : start + INSERT_ROWS], np.float32),
+                    part_ids.tolist(),
+                    (part_ids >> ITEM_BITS).tolist(),
+                    np.ascontiguousarray(part_vectors, np.float32),
                 ],
             )
 
     def delete_images(self, image_ids: Sequence[int]) -> None:
         """Delete every vector of these images."""
         collection = self.collection()
-        for start in range(0, len(image_ids), 1000):
-            part = sorted(int(image_id) for image_id in image_ids[start : start + 1000])
-            self._call(collection.delete, f"image_id in {part}")
+        for part in batched(image_ids, DELETE_IMAGES):
+            self._call(collection.delete, f"image_id in {sorted(int(image_id) for image_id in part)}")
 
     def counts_by_image(self) -> dict[int, int]:
         """How many vectors each image has in the collection, as the server holds them now."""

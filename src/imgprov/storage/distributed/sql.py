@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from imgprov.errors import IndexBusy, IndexStoreError, IndexUnwritable
-from imgprov.storage.embedded.catalogue import WriterLock
+from imgprov.storage.writer_lock import WriterLock
 
 POSTGRES_TYPES = (
     ("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY"),
@@ -75,11 +75,6 @@ class SqlDatabase:
                 self._run(lambda: cursor.executemany(self.statement(sql), [tuple(row) for row in rows]))
         else:
             self._run(lambda: self._connection.executemany(sql, rows))
-
-    def script(self, sql: str) -> None:
-        """Run several `;`-separated statements (schema creation)."""
-        for statement in filter(str.strip, sql.split(";")):
-            self.execute(statement)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[SqlDatabase]:

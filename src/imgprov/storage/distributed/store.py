@@ -32,12 +32,14 @@ from collections.abc import Iterator
 import numpy as np
 
 from imgprov import presets
-from imgprov.errors import IndexStoreError
 from imgprov.extract.rootsift import DESCRIPTOR_DIM, descriptors_as_float
-from imgprov.extract.sscd import EMBEDDING_DIM, GlobalConf, global_preset
-from imgprov.objects.conf import ObjectConf, object_preset
-from imgprov.objects.embed import raw_dim
+from imgprov.extract.sscd import EMBEDDING_DIM, GlobalConf
+from imgprov.objects.conf import ObjectConf
 from imgprov.presets import VectorIndexConf
+from imgprov.storage.check import CheckReport
+from imgprov.storage.distributed.catalogue import COMMITTED, PENDING, REMOVING, DistributedCatalogue
+from imgprov.storage.distributed.check import check_distributed
+from imgprov.storage.distributed.info import distributed_info
 from imgprov.storage.distributed.milvus import (
     MilvusIndex,
     MilvusVectors,
@@ -47,157 +49,13 @@ from imgprov.storage.distributed.milvus import (
     replace_collection,
 )
 from imgprov.storage.distributed.sql import SqlDatabase
-from imgprov.storage.embedded.catalogue import Catalogue
-from imgprov.storage.embedded.collection import (
-    GLOBAL,
-    LOCAL,
-    NO_GLOBAL,
-    NO_LOCAL_INDEX,
-    NO_OBJECTS,
-    OBJECTS,
-    CollectionPresets,
-    NewImage,
-    StoredFeatures,
-    insert_features,
-    local_index_or_none,
-    record_presets,
-    recorded_local_storage,
-    recorded_preset,
-    stored_whitening,
-)
+from imgprov.storage.features import StoredFeatures
 from imgprov.storage.ids import vector_ids
 from imgprov.storage.location import Location
-
-SCHEMA_VERSION = "1"
-COMMITTED = "committed"
-PENDING = "pending"
-REMOVING = "removing"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS image_rows (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    size_bytes INTEGER NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    format TEXT NOT NULL,
-    mtime REAL NOT NULL,
-    indexed_at REAL NOT NULL,
-    state TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS image_rows_path ON image_rows (path) WHERE state = 'committed';
-CREATE INDEX IF NOT EXISTS image_rows_sha256 ON image_rows (sha256);
-CREATE INDEX IF NOT EXISTS image_rows_state ON image_rows (state);
-CREATE VIEW images AS
-    SELECT id, path, sha256, size_bytes, width, height, format, mtime, indexed_at
-    FROM image_rows WHERE state = 'committed';
-CREATE TABLE IF NOT EXISTS keypoints (
-    image_id INTEGER PRIMARY KEY REFERENCES image_rows (id) ON DELETE CASCADE,
-    count INTEGER NOT NULL,
-    geometry BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS descriptors (
-    image_id INTEGER PRIMARY KEY REFERENCES image_rows (id) ON DELETE CASCADE,
-    data BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS global_vectors (
-    image_id INTEGER PRIMARY KEY REFERENCES image_rows (id) ON DELETE CASCADE,
-    data BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS objects (
-    image_id INTEGER PRIMARY KEY REFERENCES image_rows (id) ON DELETE CASCADE,
-    count INTEGER NOT NULL,
-    boxes BLOB NOT NULL,
-    vectors BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS credentials (
-    image_id INTEGER PRIMARY KEY REFERENCES image_rows (id) ON DELETE CASCADE,
-    state TEXT NOT NULL,
-    document TEXT NOT NULL,
-    store BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time REAL NOT NULL,
-    kind TEXT NOT NULL,
-    detail TEXT NOT NULL
-)
-"""
-VECTOR_COUNTS = {
-    LOCAL: "SELECT COALESCE(SUM(k.count), 0) FROM keypoints k JOIN images i ON i.id = k.image_id",
-    GLOBAL: "SELECT COUNT(*) FROM global_vectors g JOIN images i ON i.id = g.image_id",
-    OBJECTS: "SELECT COALESCE(SUM(o.count), 0) FROM objects o JOIN images i ON i.id = o.image_id",
-}
-"""Vectors each set must hold for the committed images."""
-VECTORS_BY_IMAGE = {
-    LOCAL: "SELECT k.image_id, k.count FROM keypoints k JOIN images i ON i.id = k.image_id WHERE k.count > 0",
-    GLOBAL: "SELECT g.image_id, 1 FROM global_vectors g JOIN images i ON i.id = g.image_id",
-    OBJECTS: "SELECT o.image_id, o.count FROM objects o JOIN images i ON i.id = o.image_id WHERE o.count > 0",
-}
-
-
-class DistributedCatalogue(Catalogue):
-    """The SQL catalogue of a distributed store: the embedded catalogue's queries over `images`
-    (committed images only), through `SqlDatabase` (PostgreSQL or SQLite)."""
-
-    def __init__(self, root: str, database: SqlDatabase):
-        super().__init__(root, database)
-        self.database = database
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[SqlDatabase]:
-        with self.database.transaction():
-            yield self.database
-
-    def exists(self) -> bool:
-        return self.database.execute(_TABLE_EXISTS[self.database.dialect], ("meta",)).fetchone() is not None
-
-    def create(self) -> None:
-        """Create every table and stamp the schema version, in one transaction."""
-        with self.transaction() as db:
-            if self.exists():
-                return
-            db.script(SCHEMA)
-            db.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [
-                    ("schema_version", SCHEMA_VERSION),
-                    ("created_at", str(time.time())),
-                    ("next_image_id", "1"),
-                ],
-            )
-
-    def check_schema(self) -> None:
-        if not self.exists():
-            raise IndexStoreError(
-                f"{self.root}: no imgprov collection here (run `imgprov index --db URL PATH...`)"
-            )
-        version = self.meta("schema_version")
-        if version != SCHEMA_VERSION:
-            raise IndexStoreError(
-                f"{self.root}: collection schema version {version!r}, expected {SCHEMA_VERSION}"
-            )
-
-    def hidden_ids(self) -> list[int]:
-        """Images being written or removed: no reader may see them, nor their vectors."""
-        rows = self.database.execute("SELECT id FROM image_rows WHERE state <> ?", (COMMITTED,)).fetchall()
-        return [int(row[0]) for row in rows]
-
-    def ids_in_state(self, state: str) -> list[int]:
-        rows = self.database.execute("SELECT id FROM image_rows WHERE state = ?", (state,)).fetchall()
-        return [int(row[0]) for row in rows]
-
-    def close(self) -> None:
-        self.database.close()
-
-
-_TABLE_EXISTS = {
-    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
-    "postgresql": "SELECT table_name FROM information_schema.tables "
-    "WHERE table_schema = current_schema() AND table_name = ?",
-}
+from imgprov.storage.presets import NO_LOCAL_INDEX, read_presets, record_presets, stored_whitening
+from imgprov.storage.records import CollectionPresets, NewImage
+from imgprov.storage.schema import insert_features, insert_image
+from imgprov.storage.vector_sets import GLOBAL, LOCAL, OBJECTS, VECTOR_COUNTS, VectorSetName
 
 
 class DistributedStore(StoredFeatures):
@@ -217,26 +75,23 @@ class DistributedStore(StoredFeatures):
         self.generation = catalogue.meta("generation", "0") or "0"
         self._object_stage = None
         self.object_whitening = stored_whitening(catalogue)
-        self.feature_conf = recorded_preset(catalogue, "preset.local_features", presets.local_features)
-        self.local_conf = recorded_preset(catalogue, "preset.local_index", local_index_or_none)
-        self.local_storage = recorded_local_storage(catalogue)
+        recorded = read_presets(catalogue)
+        self.feature_conf = recorded.features
+        self.local_conf = recorded.local_index
+        self.local_storage = recorded.local_storage
+        self.global_conf: GlobalConf | None = recorded.global_descriptor
+        self.object_conf: ObjectConf | None = recorded.objects
         self.local: MilvusVectors | None = None
         if self.local_conf.name != NO_LOCAL_INDEX:
             self.local = self._vector_set(LOCAL, DESCRIPTOR_DIM, self.local_conf)
-        self.global_conf: GlobalConf | None = None
         self.global_set: MilvusVectors | None = None
-        if catalogue.meta("preset.global", NO_GLOBAL) != NO_GLOBAL:
-            self.global_conf = recorded_preset(catalogue, "preset.global", global_preset)
-            index_conf = recorded_preset(catalogue, "preset.global_index", presets.global_index)
-            self.global_set = self._vector_set(GLOBAL, EMBEDDING_DIM, index_conf)
-        self.object_conf: ObjectConf | None = None
+        if recorded.global_index is not None:
+            self.global_set = self._vector_set(GLOBAL, EMBEDDING_DIM, recorded.global_index)
         self.object_set: MilvusVectors | None = None
-        if catalogue.meta("preset.objects", NO_OBJECTS) != NO_OBJECTS:
-            self.object_conf = recorded_preset(catalogue, "preset.objects", object_preset)
-            dim = self.object_conf.whitening.dim or raw_dim(self.object_conf.embedding)
-            self.object_set = self._vector_set(OBJECTS, dim, presets.OBJECT_INDEX)
+        if self.object_conf is not None:
+            self.object_set = self._vector_set(OBJECTS, recorded.object_dim, presets.OBJECT_INDEX)
 
-    def _vector_set(self, name: str, dim: int, conf: VectorIndexConf) -> MilvusVectors:
+    def _vector_set(self, name: VectorSetName, dim: int, conf: VectorIndexConf) -> MilvusVectors:
         recorded = self.catalogue.meta(f"vectors.{name}.index")
         index = MilvusIndex.from_json(recorded) if recorded else milvus_index_for(0, conf)
         return MilvusVectors(
@@ -298,6 +153,14 @@ class DistributedStore(StoredFeatures):
 
     def close(self) -> None:
         self.catalogue.close()
+
+    def check(self, *, repair: bool) -> CheckReport:
+        """`imgprov check` (`imgprov.storage.distributed.check`); `repair` needs a writer."""
+        return check_distributed(self, repair=repair)
+
+    def describe(self) -> dict:
+        """`imgprov info` (`imgprov.storage.distributed.info`)."""
+        return distributed_info(self)
 
     def vector_files(self) -> dict[str, str]:
         """What changes with every write (the embedded store's vector file names): the generation."""
@@ -451,7 +314,7 @@ class DistributedStore(StoredFeatures):
             vector_set.drop()
             vector_set.index = milvus_index_for(count, vector_set.conf)
             vector_set.create()
-            for ids, vectors in self._batches(vector_set.name):
+            for ids, vectors in self._stored_vectors(vector_set.name):
                 vector_set.insert(ids, vectors)
             vector_set.flush()
         with self.catalogue.transaction() as db:
@@ -471,22 +334,7 @@ class DistributedStore(StoredFeatures):
         return ids
 
     def _insert(self, db: SqlDatabase, image_id: int, image: NewImage) -> None:
-        db.execute(
-            "INSERT INTO image_rows (id, path, sha256, size_bytes, width, height, format, mtime, indexed_at, "
-            "state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                image_id,
-                image.path,
-                image.sha256,
-                image.size_bytes,
-                image.width,
-                image.height,
-                image.format,
-                image.mtime,
-                image.indexed_at if image.indexed_at is not None else time.time(),
-                PENDING,
-            ),
-        )
+        insert_image(db, "image_rows", image_id, image, state=PENDING)
         insert_features(
             db, image_id, image, self.codec, self.global_set is not None, self.object_set is not None
         )

@@ -5,7 +5,6 @@ Vectors carry the ids of `imgprov.storage.ids`, so removing an image is removing
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -19,8 +18,9 @@ import numpy as np
 
 from imgprov.errors import IndexCorrupt
 from imgprov.presets import VectorIndexConf
-from imgprov.storage.embedded.catalogue import VectorFileState
 from imgprov.storage.ids import ITEM_BITS, ITEM_MASK
+from imgprov.storage.records import VectorFileState
+from imgprov.storage.vector_sets import ivf_lists_for
 
 OPQ_ITERATIONS = 8
 """FAISS's default of 50 rotation updates takes minutes on 2 cores; recall gains flatten after a few."""
@@ -43,12 +43,6 @@ class IndexLayout:
             return f"Flat{self.dim}"
         rotation = f"OPQ{self.pq_bytes}," if self.opq else ""
         return f"{rotation}IVF{self.nlist},PQ{self.pq_bytes}"
-
-
-def ivf_lists_for(count: int, lists_per_sqrt: float) -> int:
-    """Number of IVF lists for `count` vectors: about lists_per_sqrt * sqrt(count), a power of 2."""
-    target = max(16.0, lists_per_sqrt * math.sqrt(max(count, 1)))
-    return int(2 ** round(math.log2(target)))
 
 
 def new_flat(dim: int, metric: str = "l2") -> faiss.Index:
