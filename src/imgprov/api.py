@@ -24,11 +24,10 @@ from imgprov.provenance import ContentCredentials, TrustAnchors, mime_type_for, 
 from imgprov.results import SearchResult
 from imgprov.search.pipeline import search as run_search
 from imgprov.storage import open_store, store_writer
-from imgprov.storage.info import store_info
 
 if TYPE_CHECKING:
     from imgprov.storage import Store
-    from imgprov.storage.embedded.collection import CollectionPresets
+    from imgprov.storage.records import CollectionPresets
 
 Image = str | Path | np.ndarray
 """A path of an image file, or its (H, W, 3) uint8 RGB pixels."""
@@ -107,7 +106,7 @@ class ImageCollection:
 
     def info(self) -> dict:
         """The summary `imgprov info --json` prints: counts, presets, vector layouts, recent events."""
-        return store_info(self._snapshot())
+        return self._snapshot().describe()
 
     def close(self) -> None:
         """Release the reading snapshot (a later call opens a new one)."""
