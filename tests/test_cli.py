@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from imgprov.storage.originals import originals_folder
 from tests.support import jpeg, photo, write_jpeg
 from tests.test_images import huge_png
 
@@ -183,3 +184,20 @@ def test_info_of_one_image(cli_db, photo_paths):
     assert document["image"]["path"] == str(photo_paths[0]) and document["credentials"] is None
     missing = imgprov("info", "--db", str(cli_db), str(photo_paths[0].with_name("nope.png")))
     assert missing.returncode == 1 and "not in the index" in missing.stderr
+
+
+def test_check_notes_an_orphaned_upload_and_repair_deletes_it(cli_db):
+    orphan = originals_folder(cli_db) / f"{'0' * 64}.jpg"
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"left by a server killed before indexing it")
+    try:
+        checked = imgprov("check", "--db", cli_db)
+        assert checked.returncode == 0, checked.stderr
+        assert f"note: {orphan.name} in the originals folder" in checked.stdout
+        assert orphan.exists()
+        repaired = imgprov("check", "--db", cli_db, "--repair")
+        assert repaired.returncode == 0, repaired.stderr
+        assert f"repaired: deleted {orphan.name}" in repaired.stdout
+        assert not orphan.exists()
+    finally:
+        orphan.unlink(missing_ok=True)

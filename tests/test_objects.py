@@ -15,11 +15,7 @@ import pytest
 
 from imgprov import presets
 from imgprov.errors import IndexCorrupt, PresetError
-from imgprov.extract.sscd import SSCDExtractor
-from imgprov.geometry import box_iou
-from imgprov.images import load_image
-from imgprov.indexing.pipeline import index_paths, remove_paths
-from imgprov.objects.conf import (
+from imgprov.extract.objects.conf import (
     DEFAULT_OBJECTS,
     FusionWeights,
     ProposalConf,
@@ -27,11 +23,17 @@ from imgprov.objects.conf import (
     WhiteningConf,
     object_preset,
 )
-from imgprov.objects.detector import Detector, decode_detections, model_path
-from imgprov.objects.embed import ObjectWhitening, gem, roi_align
-from imgprov.objects.localize import unexplained_regions
-from imgprov.objects.proposals import grid_boxes, propose
-from imgprov.objects.retrieve import (
+from imgprov.extract.objects.detector import Detector, decode_detections, model_path
+from imgprov.extract.objects.embed import ObjectWhitening, gem, roi_align
+from imgprov.extract.objects.localize import unexplained_regions
+from imgprov.extract.objects.proposals import grid_boxes, propose
+from imgprov.extract.objects.stage import HostAlignment, ObjectStage, pick_host, searchable
+from imgprov.extract.sscd import SSCDExtractor
+from imgprov.geometry import box_iou
+from imgprov.images import load_image
+from imgprov.indexing.pipeline import index_paths, remove_paths
+from imgprov.results import Match, Role
+from imgprov.search.fusion import (
     Evidence,
     ExplainedRegion,
     FusionScoring,
@@ -39,8 +41,6 @@ from imgprov.objects.retrieve import (
     image_hits,
     search_objects,
 )
-from imgprov.objects.stage import HostAlignment, ObjectStage, pick_host, searchable
-from imgprov.results import Match, Role
 from imgprov.search.pipeline import find_candidates, search
 from imgprov.search.ranking import ranked_matches
 from imgprov.storage import Store, open_store, store_writer

@@ -22,12 +22,12 @@ from imgprov.cli.serve import register
 from imgprov.demo import UNRELATED_PHOTO, make_queries, skimage_data_dir
 from imgprov.errors import ImageTooLarge
 from imgprov.service.app import create_app
-from imgprov.service.originals import originals_folder
 from imgprov.service.server import background_server
 from imgprov.service.settings import TOKEN_ENV, ServiceSettings, SettingsError
 from imgprov.service.uploads import display_name, read_upload, sniff_image
 from imgprov.storage import open_store, store_writer
 from imgprov.storage.migrate import migrate, source_presets
+from imgprov.storage.originals import originals_folder
 
 TOKEN = "test-token-0123456789abcdef"
 WRONG_TOKEN = "test-token-0123456789abcdeX"

@@ -26,12 +26,12 @@ from imgprov.service.app import create_app
 from imgprov.service.cancellation import checkpoint
 from imgprov.service.connections import HeaderDeadlineProtocol, connection_limit
 from imgprov.service.errors import ClientGone
-from imgprov.service.originals import originals_folder, orphaned_originals
 from imgprov.service.pool import JobPool
 from imgprov.service.server import background_server, server_config
 from imgprov.service.settings import ServiceSettings, SettingsError
 from imgprov.storage import open_store, store_writer
 from imgprov.storage.migrate import migrate, source_presets
+from imgprov.storage.originals import originals_folder, orphaned_originals
 from tests.c2pa_chain import created_action, encode, make_signing_chain, sign_image
 
 TOKEN = "test-token-0123456789abcdef"

@@ -25,11 +25,11 @@ from imgprov.cli.serve import register as register_serve
 from imgprov.compare.conf import compare_preset
 from imgprov.errors import ImgprovError
 from imgprov.extract.models import sscd_extractor
+from imgprov.extract.objects.conf import OBJECT_PRESETS
 from imgprov.extract.sscd import GLOBAL_PRESETS
 from imgprov.images import load_image, read_image_bytes
 from imgprov.indexing.pipeline import discover_images, index_paths, remove_paths
 from imgprov.indexing.ray import ClusterReport, RayConf, index_sources, ray_cluster, resolve_sources
-from imgprov.objects.conf import OBJECT_PRESETS
 from imgprov.pictures.compare import write_overlay
 from imgprov.pictures.raster import write_png
 from imgprov.pictures.search import draw_roles, draw_vote_map
@@ -37,6 +37,7 @@ from imgprov.provenance import TrustAnchors, mime_type_for, read_manifest
 from imgprov.results import SearchResult
 from imgprov.search.pipeline import search as run_search
 from imgprov.storage import open_store, store_writer
+from imgprov.storage.check import check_originals
 from imgprov.storage.info import image_info
 from imgprov.storage.migrate import migrate as run_migration
 from imgprov.storage.migrate import source_presets
@@ -316,8 +317,11 @@ def check(
     if repair:
         with store_writer(db, create=False) as collection:
             report = collection.check(repair=True)
+            check_originals(report, db, collection.catalogue, repair=True)
     else:
-        report = open_store(db).check(repair=False)
+        store = open_store(db)
+        report = store.check(repair=False)
+        check_originals(report, db, store.catalogue, repair=False)
     for line in report.lines():
         stdout.print(line, markup=False, highlight=False)
     if not report.ok:

@@ -1,5 +1,6 @@
-"""Extraction stage: local features (`rootsift`), global descriptors (`sscd`) and EfficientNet-Lite0
-feature maps (`effnet`); `models` loads each model configuration once per process."""
+"""Extraction stage: local features (`rootsift`), global descriptors (`sscd`), EfficientNet-Lite0
+feature maps (`effnet`) and object embeddings (`objects`); `models` loads each model configuration
+once per process."""
 
 from imgprov.extract.rootsift import LocalFeatures, descriptors_as_float, extract_rootsift
 

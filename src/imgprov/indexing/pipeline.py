@@ -32,7 +32,7 @@ URL_SCHEMES = ("http", "https", "s3")
 """Sources indexed under their URL (`imgprov index --list`), not under a local path."""
 
 if TYPE_CHECKING:
-    from imgprov.objects.stage import ObjectStage
+    from imgprov.extract.objects.stage import ObjectStage
 
 Progress = Callable[[int], None]
 Embed = Callable[[np.ndarray], np.ndarray]

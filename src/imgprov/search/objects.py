@@ -4,7 +4,7 @@ After the global and local stages (`imgprov.search.pipeline.find_candidates`), t
 covering most of the query picks its host; the regions the host does not explain (Eq. 9) and the
 whole query are the query's objects, embedded like the collection's (Eq. 4) and searched in the
 index's object vectors (Eq. 7). Every image a stage found becomes one `Evidence` for the fusion
-model (`imgprov.objects.retrieve.FusionScoring`), which the ranker then scores; each match carries
+model (`imgprov.search.fusion.FusionScoring`), which the ranker then scores; each match carries
 the query regions it explains: its verified regions, or the object pair that found it (Eq. 8),
 whose query box is where the donor's content was pasted.
 """
@@ -17,11 +17,11 @@ from dataclasses import replace
 import numpy as np
 
 from imgprov.errors import ImgprovError
+from imgprov.extract.objects.stage import HostAlignment, pick_host
 from imgprov.images import load_image
-from imgprov.objects.retrieve import Evidence, ExplainedRegion, FusionScoring, search_objects
-from imgprov.objects.stage import HostAlignment, pick_host
 from imgprov.results import RegionSource
 from imgprov.search.candidates import Candidate
+from imgprov.search.fusion import Evidence, ExplainedRegion, FusionScoring, search_objects
 from imgprov.storage import Store
 from imgprov.verify import VerifiedRegion
 

@@ -1,7 +1,7 @@
 """The match decision: scored candidates become ranked `Match` records, and matches get roles.
 
 One ranker serves both match models: the calibrated model of a search stage (`CalibratedScoring`,
-over `Candidate`) and, in an index with objects, the fusion model (`imgprov.objects.retrieve.
+over `Candidate`) and, in an index with objects, the fusion model (`imgprov.search.fusion.
 FusionScoring`, over `Evidence`). A model scores a candidate, says how sure a match must be, and
 describes a match (its regions and the share of the query they cover); the ranker orders,
 thresholds and truncates, and the role assigner names the host.

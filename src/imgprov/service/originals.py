@@ -1,9 +1,8 @@
 """Adding and removing originals on behalf of clients.
 
-Uploaded originals are stored by the server, byte for byte, as `DIR/originals/<sha256>.<suffix>`
-inside the index directory (for a distributed store, in `~/.local/share/imgprov/originals/<NAME>`
-on the server's machine): no client ever names a path. Each change takes the index's writer lock
-for its own duration only.
+Uploaded originals are stored by the server, byte for byte, in the collection's originals folder
+(`imgprov.storage.originals`), named by their content: no client ever names a path. Each change
+takes the index's writer lock for its own duration only.
 """
 
 from __future__ import annotations
@@ -18,12 +17,10 @@ from imgprov.images import LoadedImage
 from imgprov.indexing.pipeline import index_paths
 from imgprov.service.errors import UnknownImage
 from imgprov.service.uploads import Upload, file_suffix
-from imgprov.storage import parse_location, store_writer
-from imgprov.storage.embedded.catalogue import default_db_dir
-from imgprov.storage.protocol import ImageCatalogue
+from imgprov.storage import store_writer
+from imgprov.storage.originals import originals_folder
 from imgprov.storage.records import ImageRecord
 
-ORIGINALS_FOLDER = "originals"
 STORED_NAME = re.compile(r"[0-9a-f]{64}\.[a-z]{3,4}")
 
 
@@ -65,25 +62,6 @@ def remove_original(db: Path | str, image_id: int, *, wait_seconds: float) -> Im
     if is_stored_original(db, Path(record.path)):
         Path(record.path).unlink(missing_ok=True)
     return record
-
-
-def orphaned_originals(db: Path | str, catalogue: ImageCatalogue) -> list[Path]:
-    """Files in the originals folder that no image record points to, sorted: what a server killed
-    between storing an upload and committing its record leaves behind (and the `.part` file of a
-    write it interrupted). `imgprov check --repair` may delete them; nothing else refers to them."""
-    folder = originals_folder(db)
-    if not folder.is_dir():
-        return []
-    recorded = {Path(record.path).resolve() for record in catalogue.images_under(str(folder))}
-    return sorted(path for path in folder.iterdir() if path.is_file() and path.resolve() not in recorded)
-
-
-def originals_folder(db: Path | str) -> Path:
-    """The folder uploaded originals are kept in (see the module docstring)."""
-    location = parse_location(db)
-    if location.path is not None:
-        return (location.path / ORIGINALS_FOLDER).resolve()
-    return (default_db_dir() / ORIGINALS_FOLDER / location.name).resolve()
 
 
 def stored_path(db: Path | str, image: LoadedImage) -> Path:

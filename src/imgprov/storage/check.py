@@ -15,14 +15,16 @@ The catalogue checks both stores share are here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imgprov.extract.sscd import EMBEDDING_DIM
 from imgprov.presets import LocalStorageConf
+from imgprov.storage.originals import orphaned_originals
 
 if TYPE_CHECKING:
     from imgprov.storage.catalogue import SqlConnection
-    from imgprov.storage.protocol import Store
+    from imgprov.storage.protocol import ImageCatalogue, Store
 
 
 def catalogue_checks(storage: LocalStorageConf) -> tuple[tuple[str, str], ...]:
@@ -129,3 +131,17 @@ def feature_damage(store: Store, connection: SqlConnection) -> list[str]:
         if count:
             damage.append(f"{count} {finding}")
     return damage
+
+
+def check_originals(report: CheckReport, db: Path | str, catalogue: ImageCatalogue, *, repair: bool) -> None:
+    """Add the uploaded originals no record points to (`imgprov.storage.originals`) to `report` as
+    notes, and delete them when repairing (under the writer lock, so no upload is in progress)."""
+    for path in orphaned_originals(db, catalogue):
+        if repair:
+            path.unlink(missing_ok=True)
+            report.repaired.append(f"deleted {path.name}, an upload no image record points to")
+        else:
+            report.notes.append(
+                f"{path.name} in the originals folder is an upload no image record points to "
+                "(a server stopped before indexing it); `imgprov check --repair` deletes it"
+            )

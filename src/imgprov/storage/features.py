@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imgprov.extract.local_codec import LocalCodec, local_codec
+from imgprov.extract.objects.conf import ObjectConf
+from imgprov.extract.objects.embed import ObjectWhitening
 from imgprov.extract.rootsift import LocalFeatures, descriptors_as_float
-from imgprov.objects.conf import ObjectConf
-from imgprov.objects.embed import ObjectWhitening
 from imgprov.presets import LocalStorageConf
 from imgprov.provenance import ContentCredentials
 from imgprov.storage.catalogue import SqlCatalogue, rows_with_ids
@@ -23,7 +23,7 @@ from imgprov.storage.records import ImageRecord, StoredObjects
 from imgprov.storage.vector_sets import LOCAL, OBJECTS, VectorSetName
 
 if TYPE_CHECKING:
-    from imgprov.objects.stage import ObjectStage
+    from imgprov.extract.objects.stage import ObjectStage
     from imgprov.storage.protocol import VectorSetInfo
 
 WHITENING_SAMPLE = 20_000
@@ -114,12 +114,12 @@ class StoredFeatures:
         return self.object_whitening.transform(raw_vectors)
 
     def object_stage(self) -> ObjectStage | None:
-        """The object stage (`imgprov.objects.stage.ObjectStage`) of the index's object preset,
+        """The object stage (`imgprov.extract.objects.stage.ObjectStage`) of the index's object preset,
         its models loaded once; None when the index has no objects."""
         if self.object_conf is None:
             return None
         if self._object_stage is None:
-            from imgprov.objects.stage import ObjectStage
+            from imgprov.extract.objects.stage import ObjectStage
 
             self._object_stage = ObjectStage(self.object_conf)
         return self._object_stage

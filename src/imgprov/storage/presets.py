@@ -2,7 +2,7 @@
 
 A new collection records the presets it is created with; an existing one keeps its own and refuses
 others. Presets themselves are defined in `imgprov.presets`, `imgprov.extract.sscd` and
-`imgprov.objects.conf`; a preset named "none" turns a vector set off.
+`imgprov.extract.objects.conf`; a preset named "none" turns a vector set off.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import TypeVar
 
 from imgprov import presets
 from imgprov.errors import IndexCorrupt, IndexStoreError, PresetError
+from imgprov.extract.objects.conf import ObjectConf, object_preset
+from imgprov.extract.objects.embed import ObjectWhitening, raw_dim
 from imgprov.extract.sscd import DEFAULT_GLOBAL, GlobalConf, global_preset
-from imgprov.objects.conf import ObjectConf, object_preset
-from imgprov.objects.embed import ObjectWhitening, raw_dim
 from imgprov.presets import LocalFeatureConf, LocalStorageConf, VectorIndexConf
 from imgprov.storage.catalogue import SqlCatalogue
 from imgprov.storage.records import CollectionPresets

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from imgprov.extract.objects.conf import ObjectConf
+from imgprov.extract.objects.embed import ObjectWhitening
 from imgprov.extract.rootsift import LocalFeatures
 from imgprov.extract.sscd import GlobalConf
-from imgprov.objects.conf import ObjectConf
-from imgprov.objects.embed import ObjectWhitening
 from imgprov.presets import LocalFeatureConf, LocalStorageConf, VectorIndexConf
 from imgprov.provenance import ContentCredentials
 from imgprov.storage.check import CheckReport
@@ -23,7 +23,7 @@ from imgprov.storage.records import ImageRecord, NewImage, StoredObjects
 from imgprov.storage.vector_sets import VectorSetName
 
 if TYPE_CHECKING:
-    from imgprov.objects.stage import ObjectStage
+    from imgprov.extract.objects.stage import ObjectStage
 
 
 class NeighbourIndex(Protocol):

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from imgprov.errors import ImgprovError
+from imgprov.extract.objects.conf import ObjectConf
 from imgprov.extract.rootsift import LocalFeatures
 from imgprov.extract.sscd import GlobalConf, SSCDExtractor
 from imgprov.images import DEFAULT_MAX_BYTES
@@ -29,7 +30,6 @@ from imgprov.indexing.pipeline import (
     object_finder_for,
 )
 from imgprov.indexing.ray.sources import HTTP_TIMEOUT_SECONDS, fetch
-from imgprov.objects.conf import ObjectConf
 from imgprov.presets import LocalFeatureConf
 from imgprov.provenance import ContentCredentials, TrustAnchors
 from imgprov.storage.records import NewImage, StoredObjects
@@ -105,8 +105,8 @@ def _ray_node_id() -> str:
 
 def _object_stage(conf: ObjectConf, threads: int):
     """The object stage with its SSCD crop model on `threads` threads (EfficientNet as configured)."""
-    from imgprov.objects.embed import crop_model_conf
-    from imgprov.objects.stage import ObjectStage
+    from imgprov.extract.objects.embed import crop_model_conf
+    from imgprov.extract.objects.stage import ObjectStage
 
     if conf.embedding.backbone == "effnet-roi":
         return ObjectStage(conf)

@@ -32,9 +32,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from imgprov import presets
+from imgprov.extract.objects.conf import ObjectConf
 from imgprov.extract.rootsift import DESCRIPTOR_DIM, descriptors_as_float
 from imgprov.extract.sscd import EMBEDDING_DIM, GlobalConf
-from imgprov.objects.conf import ObjectConf
 from imgprov.presets import VectorIndexConf
 from imgprov.storage.check import CheckReport
 from imgprov.storage.distributed.catalogue import COMMITTED, PENDING, REMOVING, DistributedCatalogue

@@ -21,10 +21,10 @@ import numpy as np
 
 from imgprov import presets
 from imgprov.errors import IndexBusy
+from imgprov.extract.objects.conf import ObjectConf
+from imgprov.extract.objects.embed import ObjectWhitening
 from imgprov.extract.rootsift import DESCRIPTOR_DIM, descriptors_as_float
 from imgprov.extract.sscd import EMBEDDING_DIM, GlobalConf
-from imgprov.objects.conf import ObjectConf
-from imgprov.objects.embed import ObjectWhitening
 from imgprov.storage.check import CheckReport
 from imgprov.storage.embedded.catalogue import Catalogue
 from imgprov.storage.embedded.check import check_collection

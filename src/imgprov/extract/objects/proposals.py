@@ -11,7 +11,7 @@ selective: OpenCV's selective search (single strategy: colour, texture, size and
     over one Felzenszwalb segmentation; its "fast" mode costs far more), in its own order.
 saliency: blobs of the spectral-residual saliency map (Hou & Zhang), thresholded at several levels,
     ranked by the saliency they hold.
-detector: COCO detections of CenterNet (`imgprov.objects.detector`), by confidence.
+detector: COCO detections of CenterNet (`imgprov.extract.objects.detector`), by confidence.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from imgprov.extract.objects.conf import ProposalConf
 from imgprov.extract.sscd import check_image
 from imgprov.geometry import box_areas, box_iou, clip_boxes, working_copy
-from imgprov.objects.conf import ProposalConf
 
 SALIENCY_LEVELS = (1.0, 2.0, 3.0)
 """Thresholds of the smoothed saliency map, in standard deviations above its mean."""
@@ -32,7 +32,7 @@ def propose(image: np.ndarray, conf: ProposalConf, detector=None) -> np.ndarray:
     """Up to `conf.max_objects` boxes of `image` ((H, W, 3) uint8 RGB).
 
     Returns (k, 4) float32 (x0, y0, x1, y1) in original pixels, 1 <= k <= max_objects, inside the
-    image, best first. `detector` (an `imgprov.objects.detector.Detector`) is required by the
+    image, best first. `detector` (an `imgprov.extract.objects.detector.Detector`) is required by the
     "detector" method and ignored by the others.
     """
     check_image(image)

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 
+from imgprov.extract.objects.conf import FusionWeights, RetrievalConf
 from imgprov.geometry import Box, query_coverage
-from imgprov.objects.conf import FusionWeights, RetrievalConf
 from imgprov.results import Match, MatchRegion, ObjectPair, RegionSource
 from imgprov.storage.ids import split_ids
 

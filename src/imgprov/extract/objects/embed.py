@@ -19,8 +19,8 @@ import numpy as np
 from imgprov.errors import IndexCorrupt
 from imgprov.extract.effnet import EffNetFeatures, FeatureMaps
 from imgprov.extract.models import effnet_features, sscd_extractor
+from imgprov.extract.objects.conf import EmbeddingConf, MapLevel, WhiteningConf
 from imgprov.extract.sscd import EMBEDDING_DIM, GlobalConf, SSCDExtractor
-from imgprov.objects.conf import EmbeddingConf, MapLevel, WhiteningConf
 
 GEM_EPS = 1e-6
 LEVEL_STRIDES: dict[MapLevel, int] = {"head": 32, "stride32": 32, "stride16": 16}

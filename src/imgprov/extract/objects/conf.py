@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from imgprov.errors import PresetError
+from imgprov.extract.objects.localize import LocalizeConf
 from imgprov.extract.sscd import MODELS, ModelName
-from imgprov.objects.localize import LocalizeConf
 from imgprov.presets import lookup
 
 ProposalMethod = Literal["grid", "selective", "saliency", "detector"]
@@ -31,7 +31,7 @@ class ProposalConf:
 
     method: "grid" (multi-scale regions in the R-MAC layout), "selective" (OpenCV selective
         search), "saliency" (spectral-residual saliency blobs) or "detector" (COCO CenterNet,
-        `imgprov.objects.detector`); see `imgprov.objects.proposals`.
+        `imgprov.extract.objects.detector`); see `imgprov.extract.objects.proposals`.
     whole_image: the first box is the whole image. The paper's objects are detections only; here
         every image keeps one object that a near-duplicate query matches whatever its content.
     working_side: selective search and saliency run on a copy with this long side (pixels).

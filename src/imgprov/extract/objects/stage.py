@@ -1,8 +1,8 @@
 """The object stage end to end: the objects of a collection image, and those of a query.
 
-A collection image's objects are its proposals (`imgprov.objects.proposals`), each embedded
-(`imgprov.objects.embed`). A query's objects are its whole image and, once its host is known with a
-transform, every region the host does not explain (`imgprov.objects.localize`, Eq. 9): those are
+A collection image's objects are its proposals (`imgprov.extract.objects.proposals`), each embedded
+(`imgprov.extract.objects.embed`). A query's objects are its whole image and, once its host is known with a
+transform, every region the host does not explain (`imgprov.extract.objects.localize`, Eq. 9): those are
 the pasted regions, the objects donor retrieval needs. Proposals stand in when no host is known.
 """
 
@@ -15,13 +15,13 @@ from enum import StrEnum
 import numpy as np
 
 from imgprov.extract.effnet import EffNetFeatures
+from imgprov.extract.objects.conf import ObjectConf
+from imgprov.extract.objects.detector import Detector
+from imgprov.extract.objects.embed import ObjectEmbedder, ObjectWhitening
+from imgprov.extract.objects.localize import unexplained_regions
+from imgprov.extract.objects.proposals import propose
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.geometry import clip_boxes, query_coverage
-from imgprov.objects.conf import ObjectConf
-from imgprov.objects.detector import Detector
-from imgprov.objects.embed import ObjectEmbedder, ObjectWhitening
-from imgprov.objects.localize import unexplained_regions
-from imgprov.objects.proposals import propose
 from imgprov.verify import VerifiedRegion
 
 
