@@ -46,13 +46,13 @@ from benchmarks.bench_global_scale import build_index, synthetic_vectors
 from benchmarks.report import markdown_table, write_section
 from benchmarks.run import DATA, SIZES, git_commit, machine_description, split_corpus
 from imgprov import presets
+from imgprov.extract.objects.conf import DEFAULT_OBJECTS, object_preset
+from imgprov.extract.objects.embed import crop_model_conf
+from imgprov.extract.objects.stage import ObjectStage
 from imgprov.extract.rootsift import extract_rootsift
 from imgprov.extract.sscd import SSCDExtractor, global_preset
 from imgprov.images import load_image, read_image_bytes
 from imgprov.indexing.ray import RayConf, index_sources, ray_cluster
-from imgprov.objects.conf import DEFAULT_OBJECTS, object_preset
-from imgprov.objects.embed import crop_model_conf
-from imgprov.objects.stage import ObjectStage
 from imgprov.search.pipeline import search
 from imgprov.storage.embedded.collection import Collection
 from imgprov.storage.ids import ITEM_BITS

