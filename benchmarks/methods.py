@@ -38,6 +38,7 @@ class Answer:
     scores: tuple[float, ...]
     no_match: bool
     seconds: dict[str, float] = field(default_factory=dict)
+    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ def _directory_bytes(folder: Path) -> int:
 
 
 STAGE_NAMES = {
+    "cascade": "imgprov (default: cascade)",
     "both": "imgprov (global + local)",
     "local": "imgprov local (OS2OS)",
     "global": "SSCD global cosine (imgprov global stage)",
@@ -137,6 +139,7 @@ class ImgprovMethod:
             scores=tuple(match.score for match in result.matches),
             no_match=not result.matches,
             seconds=dict(result.timings),
+            path=str(result.path),
         )
 
 

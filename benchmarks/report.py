@@ -28,6 +28,7 @@ SECTION_ORDER = (
     "retrieval",
     "retrieval_medium",
     "retrieval_large",
+    "cascade",
     "global_scaling",
     "capacity",
     "stores",
@@ -165,7 +166,27 @@ def _markdown(context: dict, results: dict) -> list[str]:
             row.append(f"{summary['mean'] * 1000:.0f} / {summary['p95'] * 1000:.0f}" if summary else "-")
         rows.append(row)
     lines.append(markdown_table(["method", "index ms/image", "index bytes/image", *stages], rows))
-    return lines
+    return lines + _early_exit_table(results)
+
+
+def _early_exit_table(results: dict) -> list[str]:
+    """The share of each set's queries that the search cascade settled at its first look."""
+    shares = {name: result["early_exit"] for name, result in results.items() if result.get("early_exit")}
+    if not shares:
+        return []
+    kinds = list(dict.fromkeys(kind for entry in shares.values() for kind in entry))
+    return [
+        "",
+        "### Search paths",
+        "",
+        "The share of each set's queries that the search cascade settled at its first look (global "
+        "shortlist + one light verification); the others went on to every stage.",
+        "",
+        markdown_table(
+            ["method", *kinds],
+            [[name, *(_number(entry.get(kind)) for kind in kinds)] for name, entry in shares.items()],
+        ),
+    ]
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

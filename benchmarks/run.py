@@ -29,6 +29,7 @@ import numpy as np
 
 from benchmarks import corpus as corpus_module
 from benchmarks import metrics
+from benchmarks.baseline import BaselineMethod
 from benchmarks.methods import (
     Answer,
     CompressedLocalMethod,
@@ -235,6 +236,7 @@ def score_runs(runs: list[QueryRun]) -> dict:
     distinct = np.array([run.kind == "distinct" for run in runs])
     no_match = metrics.no_match_scores(answered, distinct)
     scores["no_match"] = {"precision": no_match.precision, "recall": no_match.recall}
+    scores["early_exit"] = _early_exit_shares(by_kind)
     stages = sorted({stage for run in runs for stage in run.answer.seconds})
     scores["seconds"] = {
         stage: asdict(metrics.summarize([run.answer.seconds.get(stage, 0.0) for run in runs]))
@@ -244,14 +246,29 @@ def score_runs(runs: list[QueryRun]) -> dict:
     return scores
 
 
+def _early_exit_shares(by_kind: dict[str, list[QueryRun]]) -> dict[str, float]:
+    """Per query set, the share of queries the search cascade settled at its first look (only for
+    methods whose answers say which path they took)."""
+    return {
+        kind: sum(run.answer.path == "early-exit" for run in items) / len(items)
+        for kind, items in by_kind.items()
+        if any(run.answer.path is not None for run in items)
+    }
+
+
 def _hosts(run: QueryRun) -> frozenset[str]:
     return run.case.relevant - run.case.donors
 
 
-def build_methods(folder: Path, only: set[str] | None) -> list[Method]:
+def build_methods(folder: Path, only: set[str] | None, baseline_code: Path | None = None) -> list[Method]:
+    """Every method, the default first; with `baseline_code`, that earlier code's default beside it
+    (its name carries its commit, and it is run even when `only` does not name it)."""
     both = ImgprovMethod(folder / "db", stage="both")
     local = ImgprovMethod(folder / "db", stage="local")
+    baseline = [BaselineMethod(baseline_code, both)] if baseline_code is not None else []
     methods: list[Method] = [
+        ImgprovMethod(folder / "db", stage="cascade"),
+        *baseline,
         both,
         local,
         ImgprovMethod(folder / "db", stage="global"),
@@ -263,11 +280,13 @@ def build_methods(folder: Path, only: set[str] | None) -> list[Method]:
         HashBaseline("dhash"),
         HashBaseline("pdq"),
     ]
-    return [method for method in methods if only is None or method.name in only]
+    return [method for method in methods if only is None or method.name in only or method in baseline]
 
 
 def index_method(method: Method, collection: dict[str, Path], folder: Path) -> IndexStats:
     """Index, or reuse an imgprov index built from the same collection (its build cost is kept)."""
+    if isinstance(method, BaselineMethod):
+        return index_method(method.indexer, collection, folder)
     if not isinstance(method, ImgprovMethod):
         return method.index(collection)
     key = _fingerprint(str(method.db), sorted(collection.items()))
@@ -324,6 +343,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA / "corpus")
     parser.add_argument("--top-k", type=int, default=100)
     parser.add_argument("--methods", nargs="*", help="method names to run (default: all)")
+    parser.add_argument(
+        "--baseline-code",
+        type=Path,
+        help="a checkout of earlier imgprov code (e.g. a worktree of the previous commit) whose default "
+        "search is run beside the new one, over the same index and queries",
+    )
     args = parser.parse_args(argv)
     size = SIZES[args.size]
     started = time.perf_counter()
@@ -335,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     split, collection, queries = setup.split, setup.collection, setup.queries
     results = {}
-    for method in build_methods(folder, set(args.methods) if args.methods else None):
+    for method in build_methods(folder, set(args.methods) if args.methods else None, args.baseline_code):
         print(
             f"[{time.perf_counter() - started:7.1f}s] {method.name}: indexing {len(collection)} images",
             flush=True,
@@ -343,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stats = index_method(method, collection, folder)
         print(f"[{time.perf_counter() - started:7.1f}s] {method.name}: querying", flush=True)
         runs = run_method(method, queries, args.top_k)
+        if isinstance(method, BaselineMethod):
+            method.close()
         results[method.name] = {"index": asdict(stats), **score_runs(runs)}
     command = "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     context = {

@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.baseline import code_version
+
 REPO = Path(__file__).resolve().parent.parent
 FORMAT = "imgprov-same-answers/1"
 TOP_K = 10
@@ -148,19 +150,6 @@ def _hash_rows(file: Path, digest) -> None:
                     digest.update(repr(row).encode())
     finally:
         connection.close()
-
-
-def code_version(code: Path) -> str:
-    """Short commit of DIR, +uncommitted when DIR/src differs from it (the code a dump runs)."""
-    head = subprocess.run(
-        ["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    dirty = subprocess.run(
-        ["git", "-C", str(code), "status", "--porcelain", "--", "src"], capture_output=True, text=True
-    )
-    if head.returncode != 0:
-        return "unknown"
-    return head.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")
 
 
 def run_snippet(code: Path, job: dict) -> dict:

@@ -75,12 +75,14 @@ class ImageCollection:
         return dataclasses.replace(report, failed=skipped + report.failed)
 
     def search(
-        self, image: Image, *, top_k: int = 10, stage: str = "both", unconfirmed: bool = False
+        self, image: Image, *, top_k: int = 10, stage: str = "cascade", unconfirmed: bool = False
     ) -> SearchResult:
         """The originals `image` is made of, best first (`SearchResult.matches`; empty: none).
 
-        stage: "both", "local" or "global". A file's own C2PA credentials are read and compared with
-        the matched originals'; raw pixels carry none. Raises an `ImageError` for an unusable image.
+        stage: "cascade" (the default: stops early when the global shortlist and one light
+        verification settle the query), "both", "local" or "global". A file's own C2PA
+        credentials are read and compared with the matched originals'; raw pixels carry none.
+        Raises an `ImageError` for an unusable image.
         """
         store = self._snapshot()
         pixels, name, credentials = _query(image, self.trust)

@@ -65,6 +65,40 @@ def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return overlap / np.maximum(union, 1e-12)
 
 
+def explained_cells(
+    keypoints: np.ndarray,
+    explained: np.ndarray,
+    size: tuple[int, int],
+    *,
+    grid: int,
+    textured: int,
+) -> float:
+    """Share, in [0, 1], of a (width, height) query's textured cells that hold an explained point.
+
+    keypoints: (N, 2) float32, the query's keypoints; explained: (M, 2) float32, the points a match
+    explains (its verified inliers); both in query pixels. The query is cut into grid x grid cells;
+    a cell is textured when it holds at least `textured` keypoints. Unlike `query_coverage`, a
+    pasted patch inside a match's region lowers it: its keypoints have no inliers. 1.0 when no cell
+    is textured.
+    """
+    counts = np.bincount(_grid_cells(keypoints, size, grid), minlength=grid * grid)
+    textured_cells = counts >= textured
+    if not textured_cells.any():
+        return 1.0
+    hit = np.zeros(grid * grid, bool)
+    hit[_grid_cells(explained, size, grid)] = True
+    return float((hit & textured_cells).sum() / textured_cells.sum())
+
+
+def _grid_cells(points: np.ndarray, size: tuple[int, int], grid: int) -> np.ndarray:
+    """(N,) int64 index of the grid x grid cell of each (N, 2) point of a (width, height) image."""
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    width, height = size
+    columns = np.clip((points[:, 0] * grid / max(width, 1)).astype(np.int64), 0, grid - 1)
+    rows = np.clip((points[:, 1] * grid / max(height, 1)).astype(np.int64), 0, grid - 1)
+    return rows * grid + columns
+
+
 def query_coverage(
     boxes: np.ndarray | list[Box],
     size: tuple[int, int],

@@ -125,6 +125,27 @@ class VerifyConf:
 
 
 @dataclass(frozen=True)
+class CascadeConf:
+    """The search cascade's first look (`imgprov.search.cascade`): the query's `first_features`
+    verify the `verify_top` most similar images of the global shortlist (and, once one settles the
+    query, only those at least `duplicate_cosine` similar); the search stops there when a verified
+    match has P(match) >= `certain` and explains the query: its inliers reach at least
+    `explained_cells` of the query's textured cells (cells of a `grid` x `grid` grid holding at
+    least `textured_keypoints` of the query's keypoints). Otherwise every stage runs.
+    """
+
+    name: str
+    first_features: LocalFeatureConf
+    verify_top: int = 3
+    duplicate_cosine: float = 0.5
+    certain: float = 0.99
+    min_inliers: int = 12
+    grid: int = 8
+    textured_keypoints: int = 3
+    explained_cells: float = 0.9
+
+
+@dataclass(frozen=True)
 class SearchConf:
     """Two-stage search.
 
@@ -149,6 +170,7 @@ class SearchConf:
     query_flips: bool = True
     mirror_below_coverage: float = 0.5
     restore_degraded: bool = True
+    cascade: CascadeConf | None = None
 
 
 LOCAL_FEATURES: Mapping[str, LocalFeatureConf] = {
@@ -225,11 +247,30 @@ _MAGSAC = VerifyConf(
     name="magsac-r85-i8-s05", ratio=0.85, reprojection_fraction=0.006, min_inliers=8, min_support=0.05
 )
 
+_FIRST_LOOK = CascadeConf(
+    name="first-look-1k-640-top3-p99",
+    first_features=LocalFeatureConf(name="rootsift-1k-640", max_keypoints=1000, max_side=640),
+)
+
 SEARCHES: Mapping[str, SearchConf] = {
     conf.name: conf
     for conf in (
-        SearchConf(name="os2os-k10-verify12", os2os=_OS2OS_K10, verify=_MAGSAC, shortlist=100, verify_top=12),
-        SearchConf(name="os2os-k20-verify50", os2os=_OS2OS_K20, verify=_MAGSAC, shortlist=200, verify_top=50),
+        SearchConf(
+            name="os2os-k10-verify12",
+            os2os=_OS2OS_K10,
+            verify=_MAGSAC,
+            shortlist=100,
+            verify_top=12,
+            cascade=_FIRST_LOOK,
+        ),
+        SearchConf(
+            name="os2os-k20-verify50",
+            os2os=_OS2OS_K20,
+            verify=_MAGSAC,
+            shortlist=200,
+            verify_top=50,
+            cascade=_FIRST_LOOK,
+        ),
     )
 }
 

@@ -27,8 +27,30 @@ class RegionSource(StrEnum):
 
 
 class SearchStage(StrEnum):
-    """Which stages a search runs, and so which calibrated model scores its candidates."""
+    """Which stages a search runs, and so which calibrated model scores its candidates.
 
+    cascade: the global stage and a first look with local features, then, unless that settles the
+    query, everything "both" runs (`imgprov.search.cascade`); scored by the "both" model.
+    """
+
+    CASCADE = "cascade"
+    BOTH = "both"
+    LOCAL = "local"
+    GLOBAL = "global"
+
+
+STAGE_CHOICES = ", ".join(
+    f"{stage} (default)" if stage == SearchStage.CASCADE else stage for stage in SearchStage
+)
+"""The stages, as a command line's help lists them."""
+
+
+class SearchPath(StrEnum):
+    """Which way one search went: the cascade settled the query at its first look (early-exit) or
+    went on to every stage (escalated); or the stage asked for ran in full (both, local, global)."""
+
+    EARLY_EXIT = "early-exit"
+    ESCALATED = "escalated"
     BOTH = "both"
     LOCAL = "local"
     GLOBAL = "global"
@@ -149,6 +171,8 @@ class SearchResult:
     continue the matches'; not being matches, they have no role.
     credentials: the summary of the query's own C2PA credentials, when it carries any; each match's
     `provenance` is the stored summary of its original's, and `agreement` relates the two.
+    path: which way the search went (`SearchPath`); steps: what ran, in order ("global",
+    "first-look", "os2os", "mirror", "restored", "objects").
     """
 
     query: str
@@ -159,6 +183,8 @@ class SearchResult:
     votes: tuple[VotePoint, ...] = ()
     credentials: dict | None = None
     unconfirmed: tuple[Match, ...] = ()
+    path: SearchPath = SearchPath.BOTH
+    steps: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         return {
@@ -166,5 +192,7 @@ class SearchResult:
             "credentials": self.credentials,
             "matches": [match.to_json() for match in self.matches],
             "unconfirmed": [match.to_json() for match in self.unconfirmed],
+            "path": self.path,
+            "steps": list(self.steps),
             "timings": {name: round(seconds, 4) for name, seconds in self.timings.items()},
         }

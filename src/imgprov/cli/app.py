@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,31 +17,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from imgprov import __version__, presets
-from imgprov.cli.compare import explain_top_match, print_comparison
 from imgprov.cli.compare import register as register_compare
 from imgprov.cli.options import DbOption, TrustOption
-from imgprov.cli.report import provenance_report
 from imgprov.cli.serve import register as register_serve
-from imgprov.compare.conf import compare_preset
 from imgprov.errors import ImgprovError
-from imgprov.extract.models import sscd_extractor
 from imgprov.extract.objects.conf import OBJECT_PRESETS
 from imgprov.extract.sscd import GLOBAL_PRESETS
-from imgprov.images import load_image, read_image_bytes
-from imgprov.indexing.pipeline import discover_images, index_paths, remove_paths
-from imgprov.indexing.ray import ClusterReport, RayConf, index_sources, ray_cluster, resolve_sources
-from imgprov.pictures.compare import write_overlay
-from imgprov.pictures.raster import write_png
-from imgprov.pictures.search import draw_roles, draw_vote_map
-from imgprov.provenance import TrustAnchors, mime_type_for, read_manifest
-from imgprov.results import SearchResult
-from imgprov.search.pipeline import search as run_search
-from imgprov.storage import open_store, store_writer
-from imgprov.storage.check import check_originals
-from imgprov.storage.info import image_info
-from imgprov.storage.migrate import migrate as run_migration
-from imgprov.storage.migrate import source_presets
-from imgprov.storage.records import CollectionPresets
+from imgprov.results import STAGE_CHOICES, SearchResult, SearchStage
+
+if TYPE_CHECKING:
+    from imgprov.provenance import TrustAnchors
+
+# Each command imports what only it uses when it runs, so that `imgprov search` does not load the
+# comparison's networks, Ray or the server before its first answer.
 
 app = typer.Typer(
     name="imgprov",
@@ -121,6 +109,11 @@ def index(
 
     C2PA content credentials found in a file are validated and stored with the image.
     """
+    from imgprov.indexing.pipeline import discover_images, index_paths
+    from imgprov.indexing.ray import ClusterReport, RayConf, index_sources, ray_cluster, resolve_sources
+    from imgprov.storage import store_writer
+    from imgprov.storage.records import CollectionPresets
+
     if listing is not None and ray is None:
         raise typer.BadParameter("--list needs --ray")
     if not paths and listing is None:
@@ -182,7 +175,13 @@ def search(
     preset: Annotated[
         str, typer.Option(help=f"Search preset: {_choices(presets.SEARCHES)}.")
     ] = presets.DEFAULT_SEARCH,
-    stage: Annotated[str, typer.Option(help="Stages to run: both, local or global.")] = "both",
+    stage: Annotated[
+        str,
+        typer.Option(
+            help=f"Stages to run: {STAGE_CHOICES}. The cascade stops after the global shortlist and one "
+            "light verification when that settles the query, else runs both."
+        ),
+    ] = SearchStage.CASCADE,
     vote_map: Annotated[
         Path | None, typer.Option("--vote-map", help="Write the OS2OS vote density over the query (PNG).")
     ] = None,
@@ -210,6 +209,14 @@ def search(
     Search is by content; a query's own C2PA credentials are reported beside the matches and
     compared with the matched originals' stored ones.
     """
+    from imgprov.cli.report import provenance_report
+    from imgprov.extract.models import sscd_extractor
+    from imgprov.images import load_image, read_image_bytes
+    from imgprov.pictures.raster import write_png
+    from imgprov.provenance import mime_type_for, read_manifest
+    from imgprov.search.pipeline import search as run_search
+    from imgprov.storage import open_store
+
     conf = presets.search(preset)
     trust = _trust(trust_anchors)
     collection = open_store(db)
@@ -238,13 +245,19 @@ def search(
         )
         numbered = functools.partial(_numbered, number=number, total=len(queries))
         if vote_map is not None:
+            from imgprov.pictures.search import draw_vote_map
+
             write_png(numbered(vote_map), draw_vote_map(image.pixels, result))
         if overlay is not None:
+            from imgprov.pictures.search import draw_roles
+
             write_png(numbered(overlay), draw_roles(image.pixels, result))
         if report is not None:
             _write_json(numbered(report), provenance_report(collection, result, image.sha256, credentials))
-        explained = explain_top_match(collection, image.pixels, result, compare_preset()) if explain else None
+        explained = _explain(collection, image.pixels, result) if explain else None
         if explained is not None and explain_overlay is not None:
+            from imgprov.pictures.compare import write_overlay
+
             write_overlay(numbered(explain_overlay), image.pixels, explained[0], explained[1])
         if as_json:
             document = result.to_json()
@@ -254,6 +267,8 @@ def search(
         else:
             _print_result_table(result)
             if explained is not None:
+                from imgprov.cli.compare import print_comparison
+
                 print_comparison(explained[1], f"{result.query} vs {result.matches[0].path}")
     if failed:
         raise typer.Exit(1)
@@ -271,6 +286,9 @@ def remove(
     db: DbOption,
 ) -> None:
     """Remove images from the index."""
+    from imgprov.indexing.pipeline import remove_paths
+    from imgprov.storage import store_writer
+
     with store_writer(db, create=False) as collection:
         removed, not_found = remove_paths(collection, paths)
     for path in not_found:
@@ -289,6 +307,9 @@ def info(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Describe the index, or one indexed image with its full C2PA manifest."""
+    from imgprov.storage import open_store
+    from imgprov.storage.info import image_info
+
     collection = open_store(db)
     if path is not None:
         print(json.dumps(image_info(collection, path), indent=None if as_json else 1))
@@ -314,6 +335,9 @@ def check(
     ] = False,
 ) -> None:
     """Verify that the catalogue and the vector files agree (and repair them)."""
+    from imgprov.storage import open_store, store_writer
+    from imgprov.storage.check import check_originals
+
     if repair:
         with store_writer(db, create=False) as collection:
             report = collection.check(repair=True)
@@ -339,6 +363,10 @@ def migrate(
     Nothing is extracted again; a re-run after an interruption continues where it stopped, and the
     image and vector counts of both stores are compared at the end.
     """
+    from imgprov.storage import open_store, store_writer
+    from imgprov.storage.migrate import migrate as run_migration
+    from imgprov.storage.migrate import source_presets
+
     origin = open_store(source)
     with store_writer(target, presets=source_presets(origin)) as destination, _progress() as progress:
         task = progress.add_task("copying", total=origin.catalogue.image_count())
@@ -403,7 +431,17 @@ def _count(number: int, noun: str) -> str:
 
 
 def _trust(path: Path | None) -> TrustAnchors | None:
+    from imgprov.provenance import TrustAnchors
+
     return TrustAnchors.from_file(path) if path is not None else None
+
+
+def _explain(collection, pixels, result: SearchResult):
+    """The comparison of the query with its top match (`imgprov.cli.compare.explain_top_match`)."""
+    from imgprov.cli.compare import explain_top_match
+    from imgprov.compare.conf import compare_preset
+
+    return explain_top_match(collection, pixels, result, compare_preset())
 
 
 def _write_json(path: Path, document: dict) -> None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import functools
 import threading
+from typing import TYPE_CHECKING
 
-from imgprov.extract.effnet import EffNetFeatures, FeatureMapConf
 from imgprov.extract.sscd import GlobalConf, SSCDExtractor
+
+if TYPE_CHECKING:
+    from imgprov.extract.effnet import EffNetFeatures, FeatureMapConf
 
 _LOADING = threading.Lock()
 
@@ -35,4 +38,6 @@ def _sscd(conf: GlobalConf, intra_op_threads: int | None) -> SSCDExtractor:
 
 @functools.cache
 def _effnet(conf: FeatureMapConf, intra_op_threads: int | None) -> EffNetFeatures:
+    from imgprov.extract.effnet import EffNetFeatures  # its ONNX graph builder is slow to import
+
     return EffNetFeatures(conf, intra_op_threads=intra_op_threads)

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from imgprov.extract.rootsift import LocalFeatures
-from imgprov.results import SearchStage, VotePoint
+from imgprov.presets import VerifyConf
+from imgprov.results import SearchPath, SearchStage, VotePoint
 from imgprov.search.os2os import CandidateVotes
-from imgprov.verify import VerifiedRegion
+from imgprov.storage import Store
+from imgprov.verify import VerifiedRegion, verify_pair
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ class Candidates:
     """Every collection image a query's stages found, before the match decision.
 
     model_stage: which calibrated model scores them; embedding: the query's global descriptor
-    ((D,) float32), None when the global stage did not run.
+    ((D,) float32), None when the global stage did not run; path, steps: which way the search
+    went and what ran (`imgprov.results.SearchResult`).
     """
 
     items: list[Candidate]
@@ -78,3 +81,30 @@ class Candidates:
     votes: tuple[VotePoint, ...]
     timings: dict[str, float]
     embedding: np.ndarray | None = None
+    path: SearchPath = SearchPath.BOTH
+    steps: tuple[str, ...] = ()
+
+
+def verify_candidate(
+    collection: Store,
+    candidate: Candidate,
+    view: QueryView,
+    votes: CandidateVotes | None,
+    conf: VerifyConf,
+) -> None:
+    """Verify the candidate in one view of the query, seeded with the view's OS2OS votes for it
+    when there are any; keep the result if it has more inliers than what the candidate has."""
+    features = collection.local_features(candidate.image_id)
+    if features is None:
+        return
+    seeds = (
+        np.concatenate([np.column_stack([c.query_index, c.match_index]) for c in votes.clusters])
+        if votes is not None
+        else np.zeros((0, 2), np.int32)
+    )
+    verified = verify_pair(view.features, features, seeds, conf)
+    regions = [region.mapped_to(view.to_query) for region in verified]
+    if sum(r.inliers for r in regions) > candidate.inliers:
+        candidate.regions, candidate.view, candidate.votes = regions, view, votes
+    elif candidate.votes is None and votes is not None:
+        candidate.votes, candidate.view = votes, view

@@ -1,6 +1,8 @@
 """Search stage: find the originals a query is made of.
 
-The steps, in order: the query's global embedding and its nearest neighbours; then, for each view
+The steps, in order: the query's global embedding and its nearest neighbours; by default, the
+cascade's first look (`imgprov.search.cascade`), which ends the search when one verified match
+settles the query; then, for each view
 of the query in turn (the query itself, its mirror image, its photometric restoration) until
 verified regions cover enough of it, RootSIFT features, k-NN of every descriptor over the whole
 collection and OS2OS voting to shortlist images and find the objects they share with the query,
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -27,15 +31,15 @@ from imgprov.extract.sscd import SSCDExtractor
 from imgprov.geometry import apply_matrix, flip_matrix, query_coverage
 from imgprov.presets import SearchConf
 from imgprov.provenance import ContentCredentials, compare_credentials
-from imgprov.results import Match, SearchResult, SearchStage, VotePoint
+from imgprov.results import Match, SearchPath, SearchResult, SearchStage, VotePoint
 from imgprov.search.calibration import match_model
-from imgprov.search.candidates import Candidate, Candidates, QueryView
+from imgprov.search.candidates import Candidate, Candidates, QueryView, verify_candidate
+from imgprov.search.cascade import first_look
 from imgprov.search.objects import object_evidence
 from imgprov.search.os2os import CandidateVotes, os2os_candidates
 from imgprov.search.ranking import CalibratedScoring, ranked_matches
 from imgprov.storage import Store
 from imgprov.storage.ids import split_ids
-from imgprov.verify import verify_pair
 
 STAGES = tuple(SearchStage)
 ViewMaker = Callable[[np.ndarray, Store], QueryView | None]
@@ -47,66 +51,144 @@ def find_candidates(
     pixels: np.ndarray,
     conf: SearchConf,
     *,
-    stage: str = SearchStage.BOTH,
+    stage: str = SearchStage.CASCADE,
     embedder: SSCDExtractor | None = None,
 ) -> Candidates:
     """Run the stages of `search` and return what they found about each candidate."""
+    plan = _plan(collection, conf, stage)
+    timings: dict[str, float] = {}
+    clock = _Clock(timings)
+    candidates: dict[int, Candidate] = {}
+    steps: list[str] = []
+    with clock("extract"):
+        embedding, first_view = _first_extraction(collection, pixels, conf, plan, embedder)
+    if embedding is not None:
+        steps.append("global")
+        with clock("search"):
+            for image_id, cosine in _global_shortlist(collection, embedding, conf).items():
+                candidates.setdefault(image_id, Candidate(image_id)).cosine = cosine
+    if first_view is not None and conf.cascade is not None:
+        steps.append("first-look")
+        with clock("verify"):
+            model = match_model(SearchStage.BOTH)
+            if first_look(collection, first_view, candidates, conf.cascade, conf.verify, model):
+                return _found(candidates, plan, (), timings, embedding, SearchPath.EARLY_EXIT, steps)
+    shortlist = _local_stage(collection, pixels, conf, candidates, clock, steps) if plan.local else []
+    if embedding is not None:
+        _set_cosines(collection, embedding, candidates)
+    kept = [item for item in shortlist if _is_kept(item, candidates)]
+    return _found(candidates, plan, kept, timings, embedding, plan.path, steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What a search runs: the local stage, the global stage, the cascade's first look; and the
+    model that scores it and the path it takes when it runs in full."""
+
+    local: bool
+    global_: bool
+    first_look: bool
+    model_stage: SearchStage
+    path: SearchPath
+
+
+def _plan(collection: Store, conf: SearchConf, stage: str) -> _Plan:
     if stage not in STAGES:
         raise PresetError(f"unknown search stage {stage!r}; valid: {', '.join(STAGES)}")
     if stage == SearchStage.GLOBAL and collection.global_set is None:
         raise IndexStoreError(f"{collection.root}: this index has no global descriptors (--global none)")
     if stage == SearchStage.LOCAL and collection.local_index() is None:
         raise IndexStoreError(f"{collection.root}: this index has no local vector index (--vectors none)")
-    use_local = stage in (SearchStage.LOCAL, SearchStage.BOTH)
-    use_global = stage in (SearchStage.GLOBAL, SearchStage.BOTH) and collection.global_set is not None
-    timings: dict[str, float] = {}
-    clock = _Clock(timings)
-    candidates: dict[int, Candidate] = {}
-    shortlist: Shortlist = []
-    with clock("extract"):
-        embedding = _embed(collection, pixels, embedder) if use_global else None
-    with clock("search"):
-        if embedding is not None:
-            for image_id, cosine in _global_shortlist(collection, embedding, conf).items():
-                candidates.setdefault(image_id, Candidate(image_id)).cosine = cosine
+    local = stage != SearchStage.GLOBAL
+    global_ = stage != SearchStage.LOCAL and collection.global_set is not None
+    looks_first = stage == SearchStage.CASCADE and global_ and conf.cascade is not None
+    if local and global_:
+        model_stage = SearchStage.BOTH
+    else:
+        model_stage = SearchStage.LOCAL if local else SearchStage.GLOBAL
+    path = SearchPath.ESCALATED if looks_first else SearchPath(model_stage.value)
+    return _Plan(local, global_, looks_first, model_stage, path)
+
+
+def _first_extraction(
+    collection: Store,
+    pixels: np.ndarray,
+    conf: SearchConf,
+    plan: _Plan,
+    embedder: SSCDExtractor | None,
+) -> tuple[np.ndarray | None, QueryView | None]:
+    """The query's global embedding and, for the cascade's first look, its light local features,
+    extracted on two threads at once (ONNX Runtime and OpenCV release the GIL)."""
+    if not plan.first_look or conf.cascade is None:
+        return (_embed(collection, pixels, embedder) if plan.global_ else None), None
+    features = _background().submit(extract_rootsift, pixels, conf.cascade.first_features)
+    embedding = _embed(collection, pixels, embedder)
+    return embedding, QueryView(features.result(), np.eye(3))
+
+
+@functools.cache
+def _background() -> ThreadPoolExecutor:
+    """One thread per process for the extraction that runs beside the global embedding."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgprov-extract")
+
+
+def _local_stage(
+    collection: Store,
+    pixels: np.ndarray,
+    conf: SearchConf,
+    candidates: dict[int, Candidate],
+    clock: _Clock,
+    steps: list[str],
+) -> Shortlist:
+    """Each view of the query in turn, OS2OS voting and verification, until verified regions cover
+    `conf.mirror_below_coverage` of the query; returns every view's OS2OS shortlist."""
     height, width = pixels.shape[:2]
-    for make_view in view_makers(conf) if use_local else ():
+    shortlist: Shortlist = []
+    for step, make_view in view_makers(conf):
         with clock("extract"):
             view = make_view(pixels, collection)
         if view is None:
             continue
+        steps.append(step)
         with clock("search"):
             shortlist += _os2os_shortlist(collection, view, conf)
         _verify_view(collection, view, shortlist, candidates, conf, clock)
         if _best_coverage(candidates, width, height) >= conf.mirror_below_coverage:
             break
-    if embedding is not None:
-        _set_cosines(collection, embedding, candidates)
+    return shortlist
+
+
+def _found(
+    candidates: dict[int, Candidate],
+    plan: _Plan,
+    kept: Shortlist,
+    timings: dict[str, float],
+    embedding: np.ndarray | None,
+    path: SearchPath,
+    steps: list[str],
+) -> Candidates:
     return Candidates(
         items=list(candidates.values()),
-        model_stage=_model_stage(use_local, use_global),
-        votes=tuple(_vote_points([item for item in shortlist if _is_kept(item, candidates)])),
+        model_stage=plan.model_stage,
+        votes=tuple(_vote_points(kept)),
         timings=timings,
         embedding=embedding,
+        path=path,
+        steps=tuple(steps),
     )
 
 
-def view_makers(conf: SearchConf) -> list[ViewMaker]:
-    """The views of the query in the order they are searched: the query itself; its mirror image,
-    which finds a flipped copy (`conf.query_flips`); its photometric restoration, which finds a
-    copy degraded by impulse noise or low contrast (`conf.restore_degraded`). A view is searched
-    only while no candidate's verified regions cover `conf.mirror_below_coverage` of the query."""
+def view_makers(conf: SearchConf) -> list[tuple[str, ViewMaker]]:
+    """The views of the query, named, in the order they are searched: the query itself ("os2os");
+    its mirror image, which finds a flipped copy (`conf.query_flips`); its photometric restoration,
+    which finds a copy degraded by impulse noise or low contrast (`conf.restore_degraded`). A view
+    is searched only while no candidate's verified regions cover `conf.mirror_below_coverage` of
+    the query."""
     return [
-        direct_view,
-        *([mirror_view] if conf.query_flips else []),
-        *([restored_view] if conf.restore_degraded else []),
+        ("os2os", direct_view),
+        *([("mirror", mirror_view)] if conf.query_flips else []),
+        *([("restored", restored_view)] if conf.restore_degraded else []),
     ]
-
-
-def _model_stage(use_local: bool, use_global: bool) -> SearchStage:
-    if use_local and use_global:
-        return SearchStage.BOTH
-    return SearchStage.LOCAL if use_local else SearchStage.GLOBAL
 
 
 def _verify_view(
@@ -127,31 +209,7 @@ def _verify_view(
     similar = [c.image_id for c in by_similarity[: conf.global_verify] if c.image_id not in best_own]
     with clock("verify"):
         for image_id in best_own + similar:
-            _verify_candidate(collection, candidates[image_id], view, own.get(image_id), conf)
-
-
-def _verify_candidate(
-    collection: Store,
-    candidate: Candidate,
-    view: QueryView,
-    votes: CandidateVotes | None,
-    conf: SearchConf,
-) -> None:
-    """Verify in one view; keep the result if it has more inliers than what the candidate has."""
-    features = collection.local_features(candidate.image_id)
-    if features is None:
-        return
-    seeds = (
-        np.concatenate([np.column_stack([c.query_index, c.match_index]) for c in votes.clusters])
-        if votes is not None
-        else np.zeros((0, 2), np.int32)
-    )
-    verified = verify_pair(view.features, features, seeds, conf.verify)
-    regions = [region.mapped_to(view.to_query) for region in verified]
-    if sum(r.inliers for r in regions) > candidate.inliers:
-        candidate.regions, candidate.view, candidate.votes = regions, view, votes
-    elif candidate.votes is None and votes is not None:
-        candidate.votes, candidate.view = votes, view
+            verify_candidate(collection, candidates[image_id], view, own.get(image_id), conf.verify)
 
 
 def _best_coverage(candidates: dict[int, Candidate], width: int, height: int) -> float:
@@ -177,7 +235,7 @@ def search(
     pixels: np.ndarray,
     conf: SearchConf,
     *,
-    stage: str = SearchStage.BOTH,
+    stage: str = SearchStage.CASCADE,
     top_k: int = 10,
     query_name: str = "",
     embedder: SSCDExtractor | None = None,
@@ -186,6 +244,9 @@ def search(
 ) -> SearchResult:
     """Find the originals of `pixels` ((H, W, 3) uint8 RGB) in the collection.
 
+    stage "cascade" (the default): the global shortlist, then a first look that verifies its most
+    similar images with light local features; a certain match that explains the whole query ends
+    the search there (`imgprov.search.cascade`), anything else goes on to every stage of "both".
     stage "local": OS2OS over all local descriptors, then MAGSAC verification of the best candidates.
     stage "global": the global embedding's nearest neighbours (compressed index), scored by cosine.
     stage "both": the global shortlist and the OS2OS candidates together, verified and scored by one
@@ -200,7 +261,13 @@ def search(
     """
     found = find_candidates(collection, pixels, conf, stage=stage, embedder=embedder)
     height, width = pixels.shape[:2]
-    if collection.object_set is not None and found.model_stage == SearchStage.BOTH:
+    steps = found.steps
+    if (
+        collection.object_set is not None
+        and found.model_stage == SearchStage.BOTH
+        and (found.path != SearchPath.EARLY_EXIT)
+    ):
+        steps += ("objects",)
         with _Clock(found.timings)("objects"):
             candidates, scoring = object_evidence(collection, pixels, found.items, found.embedding)
     else:
@@ -217,6 +284,8 @@ def search(
         timings=found.timings,
         votes=found.votes,
         credentials=query_credentials.summary() if query_credentials is not None else None,
+        path=found.path,
+        steps=steps,
     )
 
 
