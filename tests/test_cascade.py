@@ -41,7 +41,7 @@ def test_explained_cells_of_a_query_without_texture_is_one_and_points_outside_ar
     assert explained_cells(outside, outside[:1], (50, 40), grid=2, textured=1) == pytest.approx(1 / 2)
 
 
-@pytest.mark.parametrize("transform", ["jpeg40", "resized", "cropped", "rotated10"])
+@pytest.mark.parametrize("transform", ["jpeg40", "resized", "cropped", "rotated10", "flipped"])
 @pytest.mark.parametrize("name", SETTLED)
 def test_a_plain_copy_is_settled_at_the_first_look_with_the_answer_of_every_stage(
     photo_collection, name, transform

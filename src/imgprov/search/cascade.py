@@ -6,20 +6,21 @@ Most queries are copies of one original. Their original leads the global shortli
 it with a light set of the query's local features (`CascadeConf.first_features`, a fraction of the
 cost of the full set) both proves the match and shows what it explains. The query is settled when
 one verified candidate is certain (calibrated P(match) >= `certain`, with at least `min_inliers`
-inliers) and explains the query: its inliers reach `explained_cells` of the query's textured
-cells (`imgprov.geometry.explained_cells`). That second condition is what keeps early stopping
-from losing what people share: a collage, a meme's caption or a screenshot's frame, and an object
+inliers; a mirrored copy is verified with the mirror image's features) and explains the query:
+its inliers reach `explained_cells` of the query's textured cells
+(`imgprov.geometry.explained_cells`). That second condition is what keeps early stopping from
+losing what people share: a collage, a meme's caption or a screenshot's frame, and an object
 pasted in from a donor are textured cells without inliers, so such a query goes on to every stage
 (OS2OS voting, mirror and restored views, objects) exactly as stage "both" runs them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from imgprov.geometry import explained_cells
+from imgprov.geometry import apply_matrix, explained_cells
 from imgprov.presets import CascadeConf, VerifyConf
 from imgprov.search.calibration import MatchModel
 from imgprov.search.candidates import Candidate, QueryView, verify_candidate
@@ -29,6 +30,7 @@ from imgprov.storage import Store
 def first_look(
     collection: Store,
     view: QueryView,
+    mirror: Callable[[], QueryView],
     candidates: Mapping[int, Candidate],
     conf: CascadeConf,
     verify: VerifyConf,
@@ -40,10 +42,32 @@ def first_look(
     candidates: the global shortlist, each with its cosine; verified ones get their regions.
     Once a candidate settles the query, the rest are verified only while they are at least
     `conf.duplicate_cosine` similar (duplicates of the original in the collection).
+    When `view` explains less than half of what settling needs but the most similar candidate is at
+    least `conf.duplicate_cosine` similar (a mirrored copy looks alike to the global descriptor and
+    shares few local features with its original), the same candidates are verified with
+    `mirror()`, the first-look features of the query's mirror image.
     """
     by_similarity = sorted(candidates.values(), key=lambda c: (-(c.cosine or 0.0), c.image_id))
+    looked_at = by_similarity[: conf.verify_top]
+    if _look(collection, view, looked_at, conf, verify, model):
+        return True
+    if not looked_at or (looked_at[0].cosine or 0.0) < conf.duplicate_cosine:
+        return False
+    if max(explained(candidate, view, conf) for candidate in looked_at) >= conf.explained_cells / 2:
+        return False
+    return _look(collection, mirror(), looked_at, conf, verify, model)
+
+
+def _look(
+    collection: Store,
+    view: QueryView,
+    looked_at: list[Candidate],
+    conf: CascadeConf,
+    verify: VerifyConf,
+    model: MatchModel,
+) -> bool:
     settled = False
-    for candidate in by_similarity[: conf.verify_top]:
+    for candidate in looked_at:
         if settled and (candidate.cosine or 0.0) < conf.duplicate_cosine:
             break
         verify_candidate(collection, candidate, view, None, verify)
@@ -55,12 +79,18 @@ def settles(candidate: Candidate, view: QueryView, conf: CascadeConf, model: Mat
     """Whether this verified candidate is certainly an original and explains the whole query."""
     if candidate.inliers < conf.min_inliers or model.probability(candidate.features()) < conf.certain:
         return False
-    inliers = np.concatenate([region.query_points for region in candidate.regions])
-    share = explained_cells(
-        view.features.keypoints,
-        inliers,
+    return explained(candidate, view, conf) >= conf.explained_cells
+
+
+def explained(candidate: Candidate, view: QueryView, conf: CascadeConf) -> float:
+    """The share of the query's textured cells (by `view`'s keypoints) that the candidate's inliers
+    reach; 0 for a candidate without verified regions."""
+    if not candidate.regions:
+        return 0.0
+    return explained_cells(
+        apply_matrix(view.to_query, view.features.keypoints),
+        np.concatenate([region.query_points for region in candidate.regions]),
         view.features.image_size,
         grid=conf.grid,
         textured=conf.textured_keypoints,
     )
-    return share >= conf.explained_cells

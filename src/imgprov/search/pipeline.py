@@ -29,7 +29,7 @@ from imgprov.extract.restore import restore_photometry
 from imgprov.extract.rootsift import descriptors_as_float, extract_rootsift
 from imgprov.extract.sscd import SSCDExtractor
 from imgprov.geometry import apply_matrix, flip_matrix, query_coverage
-from imgprov.presets import SearchConf
+from imgprov.presets import LocalFeatureConf, SearchConf
 from imgprov.provenance import ContentCredentials, compare_credentials
 from imgprov.results import Match, SearchPath, SearchResult, SearchStage, VotePoint
 from imgprov.search.calibration import match_model
@@ -71,7 +71,8 @@ def find_candidates(
         steps.append("first-look")
         with clock("verify"):
             model = match_model(SearchStage.BOTH)
-            if first_look(collection, first_view, candidates, conf.cascade, conf.verify, model):
+            mirror = functools.partial(mirrored, pixels, conf.cascade.first_features)
+            if first_look(collection, first_view, mirror, candidates, conf.cascade, conf.verify, model):
                 return _found(candidates, plan, (), timings, embedding, SearchPath.EARLY_EXIT, steps)
     shortlist = _local_stage(collection, pixels, conf, candidates, clock, steps) if plan.local else []
     if embedding is not None:
@@ -317,8 +318,13 @@ def direct_view(pixels: np.ndarray, collection: Store) -> QueryView:
 
 def mirror_view(pixels: np.ndarray, collection: Store) -> QueryView:
     """Features of the query's mirror image, which match a horizontally flipped original."""
+    return mirrored(pixels, collection.feature_conf)
+
+
+def mirrored(pixels: np.ndarray, features: LocalFeatureConf) -> QueryView:
+    """The view of the query's mirror image, with `features` of it."""
     flipped = np.ascontiguousarray(pixels[:, ::-1])
-    return QueryView(extract_rootsift(flipped, collection.feature_conf), flip_matrix(pixels.shape[1]))
+    return QueryView(extract_rootsift(flipped, features), flip_matrix(pixels.shape[1]))
 
 
 def restored_view(pixels: np.ndarray, collection: Store) -> QueryView | None:
