@@ -344,6 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top-k", type=int, default=100)
     parser.add_argument("--methods", nargs="*", help="method names to run (default: all)")
     parser.add_argument(
+        "--per-set", type=int, help="only the first N queries of each set (default: the size's count)"
+    )
+    parser.add_argument(
         "--baseline-code",
         type=Path,
         help="a checkout of earlier imgprov code (e.g. a worktree of the previous commit) whose default "
@@ -358,7 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except corpus_module.CorpusError as exc:
         print(f"benchmark: error: {exc}", file=sys.stderr)
         return 1
-    split, collection, queries = setup.split, setup.collection, setup.queries
+    split, collection = setup.split, setup.collection
+    queries = {kind: items[: args.per_set] for kind, items in setup.queries.items()}
     results = {}
     for method in build_methods(folder, set(args.methods) if args.methods else None, args.baseline_code):
         print(

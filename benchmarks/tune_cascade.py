@@ -1,7 +1,7 @@
 """Choose the search cascade's early-exit rule: what each setting saves and what it changes.
 
     python -m benchmarks.tune_cascade                       # training split: size small, seed 1001
-    python -m benchmarks.tune_cascade --explained 0.8 0.9 0.95 --grid 6 8
+    python -m benchmarks.tune_cascade --max-gap 0 1 2 --grid 8 12
 
 Every query of the benchmark's sets is searched once with stage "both" (every stage, the reference)
 and once per setting with stage "cascade". Reported per setting and query set: the share of queries
@@ -85,12 +85,12 @@ def compare(reference: dict, cascade: dict) -> dict:
     return table
 
 
-def settings(base: CascadeConf, explained: Sequence[float], grids: Sequence[int], certain: Sequence[float]):
-    for share, grid, probability in itertools.product(explained, grids, certain):
+def settings(base: CascadeConf, gaps: Sequence[int], grids: Sequence[int], certain: Sequence[float]):
+    for gap, grid, probability in itertools.product(gaps, grids, certain):
         yield dataclasses.replace(
             base,
-            name=f"{base.name}-g{grid}-e{round(share * 100)}-p{round(probability * 1000)}",
-            explained_cells=share,
+            name=f"first-look-grid{grid}-gap{gap}-p{round(probability * 1000)}",
+            max_gap=gap,
             grid=grid,
             certain=probability,
         )

@@ -11,7 +11,7 @@ import pytest
 
 from imgprov import presets
 from imgprov.demo import UNRELATED_PHOTO
-from imgprov.geometry import explained_cells
+from imgprov.geometry import CellCoverage, explained_cells
 from imgprov.results import SearchPath
 from imgprov.search.pipeline import search
 from tests.support import jpeg, photo
@@ -24,21 +24,37 @@ def matched_names(result) -> list[str]:
     return [match.path.rsplit("/", 1)[-1] for match in result.matches]
 
 
-def test_explained_cells_counts_textured_cells_that_hold_an_inlier():
+def test_explained_cells_counts_textured_cells_that_hold_an_inlier_and_the_largest_gap():
     # a 2 x 2 grid over 100 x 100: three textured cells (>= 2 keypoints), one of them explained twice
     keypoints = np.array([[10, 10], [20, 20], [60, 10], [70, 20], [10, 60], [20, 70], [60, 60]], np.float32)
     inliers = np.array([[10, 10], [20, 20], [70, 20]], np.float32)
-    assert explained_cells(keypoints, inliers, (100, 100), grid=2, textured=2) == pytest.approx(2 / 3)
-    assert explained_cells(keypoints, inliers, (100, 100), grid=2, textured=1) == pytest.approx(2 / 4)
-    assert explained_cells(keypoints, keypoints, (100, 100), grid=2, textured=1) == 1.0
+    coverage = explained_cells(keypoints, inliers, (100, 100), grid=2, textured=2)
+    assert coverage.share == pytest.approx(2 / 3)
+    assert coverage.largest_gap == 1
+    coverage = explained_cells(keypoints, inliers, (100, 100), grid=2, textured=1)
+    assert coverage.share == pytest.approx(2 / 4)
+    assert coverage.largest_gap == 2  # the two lower cells touch
+    assert explained_cells(keypoints, keypoints, (100, 100), grid=2, textured=1) == CellCoverage(1.0, 0)
 
 
-def test_explained_cells_of_a_query_without_texture_is_one_and_points_outside_are_clipped():
-    assert (
-        explained_cells(np.zeros((0, 2), np.float32), np.zeros((0, 2)), (50, 40), grid=4, textured=3) == 1.0
+def test_a_pasted_patch_is_a_gap_that_a_share_hides():
+    # 10 x 10 grid, every cell textured and explained except a 2 x 2 block: 96 % explained, gap 4
+    centres = (np.stack(np.meshgrid(np.arange(10), np.arange(10)), -1).reshape(-1, 2) * 10 + 5).astype(
+        np.float32
+    )
+    keypoints = np.concatenate([centres, centres + 1])
+    pasted = (centres[:, 0] >= 40) & (centres[:, 0] < 60) & (centres[:, 1] >= 20) & (centres[:, 1] < 40)
+    coverage = explained_cells(keypoints, centres[~pasted], (100, 100), grid=10, textured=2)
+    assert coverage == CellCoverage(0.96, 4)
+
+
+def test_explained_cells_of_a_query_without_texture_and_points_outside_are_clipped():
+    assert explained_cells(np.zeros((0, 2), np.float32), np.zeros((0, 2)), (50, 40), grid=4, textured=3) == (
+        CellCoverage(1.0, 0)
     )
     outside = np.array([[-5, -5], [500, 500]], np.float32)
-    assert explained_cells(outside, outside[:1], (50, 40), grid=2, textured=1) == pytest.approx(1 / 2)
+    coverage = explained_cells(outside, outside[:1], (50, 40), grid=2, textured=1)
+    assert coverage == CellCoverage(0.5, 1)
 
 
 @pytest.mark.parametrize("transform", ["jpeg40", "resized", "cropped", "rotated10", "flipped"])

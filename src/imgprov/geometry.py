@@ -4,6 +4,8 @@ one measure of how much of a query a set of boxes covers."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -65,6 +67,19 @@ def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return overlap / np.maximum(union, 1e-12)
 
 
+@dataclass(frozen=True)
+class CellCoverage:
+    """How a match's points cover a query's textured cells (`explained_cells`).
+
+    share: the fraction, in [0, 1], of textured cells that hold an explained point (1.0 when no
+    cell is textured); largest_gap: the cells of the largest 4-connected patch of textured cells
+    without one, the trace of a pasted object, a caption or a frame.
+    """
+
+    share: float
+    largest_gap: int
+
+
 def explained_cells(
     keypoints: np.ndarray,
     explained: np.ndarray,
@@ -72,22 +87,24 @@ def explained_cells(
     *,
     grid: int,
     textured: int,
-) -> float:
-    """Share, in [0, 1], of a (width, height) query's textured cells that hold an explained point.
+) -> CellCoverage:
+    """Which of a (width, height) query's textured cells hold an explained point.
 
     keypoints: (N, 2) float32, the query's keypoints; explained: (M, 2) float32, the points a match
     explains (its verified inliers); both in query pixels. The query is cut into grid x grid cells;
     a cell is textured when it holds at least `textured` keypoints. Unlike `query_coverage`, a
-    pasted patch inside a match's region lowers it: its keypoints have no inliers. 1.0 when no cell
-    is textured.
+    pasted patch inside a match's region shows: its keypoints have no inliers.
     """
     counts = np.bincount(_grid_cells(keypoints, size, grid), minlength=grid * grid)
     textured_cells = counts >= textured
-    if not textured_cells.any():
-        return 1.0
     hit = np.zeros(grid * grid, bool)
     hit[_grid_cells(explained, size, grid)] = True
-    return float((hit & textured_cells).sum() / textured_cells.sum())
+    gaps = (textured_cells & ~hit).reshape(grid, grid).astype(np.uint8)
+    found, _, stats, _ = cv2.connectedComponentsWithStats(gaps, connectivity=4)
+    largest = int(stats[1:, cv2.CC_STAT_AREA].max()) if found > 1 else 0
+    if not textured_cells.any():
+        return CellCoverage(share=1.0, largest_gap=0)
+    return CellCoverage(float((hit & textured_cells).sum() / textured_cells.sum()), largest)
 
 
 def _grid_cells(points: np.ndarray, size: tuple[int, int], grid: int) -> np.ndarray:

@@ -129,9 +129,10 @@ class CascadeConf:
     """The search cascade's first look (`imgprov.search.cascade`): the query's `first_features`
     verify the `verify_top` most similar images of the global shortlist (and, once one settles the
     query, only those at least `duplicate_cosine` similar); the search stops there when a verified
-    match has P(match) >= `certain` and explains the query: its inliers reach at least
-    `explained_cells` of the query's textured cells (cells of a `grid` x `grid` grid holding at
-    least `textured_keypoints` of the query's keypoints). Otherwise every stage runs.
+    match has P(match) >= `certain` and at least `min_inliers` inliers, and explains the query:
+    cutting it into a `grid` x `grid` grid, no 4-connected patch of more than `max_gap` textured
+    cells (holding at least `textured_keypoints` keypoints each) is without an inlier. Otherwise
+    every stage runs.
     """
 
     name: str
@@ -140,9 +141,9 @@ class CascadeConf:
     duplicate_cosine: float = 0.5
     certain: float = 0.99
     min_inliers: int = 12
-    grid: int = 8
-    textured_keypoints: int = 3
-    explained_cells: float = 0.9
+    grid: int = 12
+    textured_keypoints: int = 2
+    max_gap: int = 1
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,7 @@ _MAGSAC = VerifyConf(
 )
 
 _FIRST_LOOK = CascadeConf(
-    name="first-look-1k-640-top3-p99",
+    name="first-look-1k-640-top3-p99-gap1",
     first_features=LocalFeatureConf(name="rootsift-1k-640", max_keypoints=1000, max_side=640),
 )
 
