@@ -140,9 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--seed", type=int, default=1001)
-    parser.add_argument(
-        "--explained", type=float, nargs="+", help="explained_cells values (default: the preset's)"
-    )
+    parser.add_argument("--max-gap", type=int, nargs="+", help="max_gap values (default: the preset's)")
     parser.add_argument("--grid", type=int, nargs="+", help="grid values (default: the preset's)")
     parser.add_argument("--certain", type=float, nargs="+", help="certain values (default: the preset's)")
     parser.add_argument("--per-set", type=int, help="only the first N queries of each set")
@@ -161,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {}
     for rule in settings(
         base,
-        args.explained or [base.explained_cells],
+        args.max_gap or [base.max_gap],
         args.grid or [base.grid],
         args.certain or [base.certain],
     ):
