@@ -58,7 +58,7 @@ class ServiceSettings:
     trust_anchors: Path | None = None
     create: bool = False
     query_cache_entries: int = 64
-    query_cache_bytes: int = 256 << 20
+    query_cache_bytes: int = 128 << 20
     query_ttl: float = 600.0
     comparison_cache_entries: int = 256
     comparison_cache_bytes: int = 128 << 20
