@@ -6,7 +6,8 @@ small one, data/bench/small-seed0/db: 400 images). The search clients send the c
 benchmark queries (benign, manip, manip+benign, composite and distinct, taken in turn from each
 set) until a fixed number of requests is done. The page's full view is what the page does when an
 image is dropped, for a JPEG copy of one of the collection's largest originals resized to about
-1 megapixel: search with pictures, then show the first match's comparison. Code that answers
+1 megapixel: search with pictures, then show the first match's comparison. Each view is of
+another copy (another original), so no view is answered from the server's comparison cache. Code that answers
 `query_token` is asked for the comparison with `/v1/compare` (query by token, original by id), as
 today's page does; older code returns it in the search (`top`), as its page used it.
 
@@ -17,7 +18,7 @@ p95 as a client sees it, the server's own compute time, and the HTTP statuses. B
 request counts, a per-request timeout, 127.0.0.1 only.
 
     python -m benchmarks.bench_service [--db data/bench/small-seed0/db ...] \\
-        [--baseline-code /work/wt-svc-base] [--requests 48] [--clients 8]
+        [--baseline-code /work/wt-svc-base] [--requests 48] [--clients 8] [--views 8]
 
 Prints a Markdown table and writes it as the "service" section of docs/benchmarks.md with the
 command, date, commit and machine.
@@ -166,9 +167,11 @@ def prepare_workload(db: Path, query_count: int, copy_count: int) -> Workload:
     """The collection at `db` (queries in `db`'s sibling folder `queries`)."""
     if not (db / "imgprov.sqlite").is_file():
         raise SystemExit(f"bench_service: no index at {db}")
+    copies = one_megapixel_copies(db, copy_count + 1)
     queries = {
         "bench": benchmark_queries(db.parent / "queries", query_count),
-        "copies": one_megapixel_copies(db, copy_count),
+        "copies": copies[:copy_count],
+        "warm-up copy": copies[copy_count:],
     }
     return Workload(db.parent.name, db, queries)
 
@@ -301,7 +304,8 @@ def warm_up(base_url: str, workload: Workload) -> None:
     with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT) as http:
         for query in workload.queries["bench"][:4]:
             search_request(http, query)
-        page_view(http, workload.queries["copies"][-1])
+        for copy in workload.queries["warm-up copy"]:
+            page_view(http, copy)
 
 
 def measure(
@@ -364,7 +368,8 @@ def markdown(
         f"`imgprov serve` ({workers}, a queue of {args.queue}) on the loopback. *search*: "
         "`POST /v1/search` as an API client sends it, the collection's benchmark queries in turn from "
         "each set (benign, manip, manip+benign, composite, distinct). *page view*: what the page does "
-        "for a dropped JPEG copy, about 1 megapixel, of one of the collection's largest originals: "
+        "for a dropped JPEG copy, about 1 megapixel, of one of the collection's largest originals (each "
+        "view another original, so none is answered from the comparison cache): "
         "`POST /v1/search?pictures=true`, then the first match's comparison with pictures (new code: "
         "`POST /v1/compare?pictures=true` with the search's `query_token` and `original_id`; old code: "
         "the search already compares with the top match, and its page showed that). Latency is per "
@@ -397,7 +402,7 @@ def scenario_plan(args: argparse.Namespace) -> list[tuple[Scenario, int]]:
     return [
         (Scenario("search, 1 client", "search", "bench", 1), args.single_requests),
         (Scenario(f"search, {args.clients} clients", "search", "bench", args.clients), args.requests),
-        (Scenario("page view of a 1-MP copy, 1 client", "view", "copies", 1), args.view_requests),
+        (Scenario("page view of a 1-MP copy, 1 client", "view", "copies", 1), args.views),
     ]
 
 
@@ -408,9 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=48, help="requests of the concurrent scenario")
     parser.add_argument("--single-requests", type=int, default=16, help="requests of the 1-client search")
-    parser.add_argument("--view-requests", type=int, default=8, help="page views of 1-MP copies")
+    parser.add_argument("--views", type=int, default=8, help="page views, each of another 1-MP copy")
     parser.add_argument("--query-count", type=int, default=20, help="benchmark queries sent in turn")
-    parser.add_argument("--copies", type=int, default=4, help="1-MP copies viewed in turn")
     parser.add_argument("--workers", type=int, help="server workers (default: the server's default)")
     parser.add_argument("--queue", type=int, default=8)
     args = parser.parse_args(argv)
@@ -422,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = os.getloadavg()[0]
     reports = []
     for db in args.db or [DEFAULT_DB]:
-        workload = prepare_workload(db, args.query_count, args.copies)
+        workload = prepare_workload(db, args.query_count, args.views)
         measured = [
             report for server in servers for report in measure(server, workload, scenario_plan(args), args)
         ]
