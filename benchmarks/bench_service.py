@@ -1,12 +1,24 @@
-"""Load test of `POST /v1/search`: 8 concurrent clients against `imgprov serve` on the loopback.
+"""Load test of the HTTP service: `POST /v1/search` with 1 and with 8 concurrent clients, and the
+web page's full view of a 1-megapixel copy, against `imgprov serve` on the loopback.
 
-The server runs as its own process (as deployed), over the demo collection (the 14 scikit-image
-photos); the clients send the demo's four queries in turn (recompressed, mirrored, spliced,
-unrelated) until a fixed number of requests is done. Reported per scenario: requests per second,
-latency p50 and p99, and the HTTP statuses. Bounded: a fixed request count, a per-request timeout,
-127.0.0.1 only.
+The server runs as its own process (as deployed) over a benchmark collection (by default the
+small one, data/bench/small-seed0/db: 400 images). The search clients send the collection's
+benchmark queries (benign, manip, manip+benign, composite and distinct, taken in turn from each
+set) until a fixed number of requests is done. The page's full view is what the page does when an
+image is dropped, for a JPEG copy of one of the collection's largest originals resized to about
+1 megapixel: search with pictures, then show the first match's comparison. Each view is of
+another copy (another original), so no view is answered from the server's comparison cache. Code that answers
+`query_token` is asked for the comparison with `/v1/compare` (query by token, original by id), as
+today's page does; older code returns it in the search (`top`), as its page used it.
 
-    python -m benchmarks.bench_service [--requests 48] [--clients 8] [--workers 2] [--queue 8]
+`--baseline-code DIR` also runs every scenario against a server started from that source tree
+(PYTHONPATH=DIR/src:DIR), in the same run on the same machine, before this tree's server, so that
+old and new are compared side by side. Reported per scenario: requests per second, latency p50 and
+p95 as a client sees it, the server's own compute time, and the HTTP statuses. Bounded: fixed
+request counts, a per-request timeout, 127.0.0.1 only.
+
+    python -m benchmarks.bench_service [--db data/bench/small-seed0/db ...] \\
+        [--baseline-code /work/wt-svc-base] [--requests 48] [--clients 8] [--views 8]
 
 Prints a Markdown table and writes it as the "service" section of docs/benchmarks.md with the
 command, date, commit and machine.
@@ -19,6 +31,7 @@ import datetime
 import itertools
 import os
 import platform
+import re
 import shlex
 import socket
 import subprocess
@@ -26,35 +39,44 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import httpx
 import numpy as np
 
-from benchmarks.report import write_section
-from imgprov.demo import collect_originals, make_queries
-from imgprov.indexing.pipeline import discover_images, index_paths
-from imgprov.storage.embedded.collection import Collection
+from benchmarks.report import REPO, write_section
+from imgprov.images import load_image
+from imgprov.storage import open_store
 
 HOST = "127.0.0.1"
 REQUEST_TIMEOUT = 300.0
-STARTUP_TIMEOUT = 120.0
+STARTUP_TIMEOUT = 180.0
+DEFAULT_DB = Path("data/bench/small-seed0/db")
+QUERY_NAME = re.compile(r"[a-z_]+-\d+\.(png|jpe?g|webp)")
+"""Benchmark query files (their masks and validity maps are named `<query>_mask.png`...)."""
+ONE_MEGAPIXEL = 1_000_000
+COPY_JPEG_QUALITY = 85
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """`clients` concurrent clients posting the queries to `path`."""
+    """`clients` concurrent clients doing `action` ("search" or "view") with `queries` ("bench": the
+    benchmark queries; "copies": the 1-MP copies)."""
 
     name: str
-    path: str
+    action: str
+    queries: str
     clients: int
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """One request: its HTTP status (0 when it failed without one), its latency in seconds, and the
-    seconds the server reports for search plus the top match's comparison (None unless 200)."""
+    """One request (or, for the page's view, its requests in turn): its HTTP status (0 when it failed
+    without one; the first failure's), its latency in seconds, and the seconds the server reports
+    for searching and comparing (None unless 200)."""
 
     status: int
     seconds: float
@@ -62,9 +84,19 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class ScenarioReport:
-    """Every request of one scenario and how long the whole scenario took."""
+class Server:
+    """Which code a server runs (`label`: old or new) from which source tree (`code`)."""
 
+    label: str
+    code: Path
+
+
+@dataclass(frozen=True)
+class ScenarioReport:
+    """Every request of one scenario against one server and collection, and how long it took."""
+
+    collection: str
+    server: Server
     scenario: Scenario
     outcomes: tuple[Outcome, ...]
     wall_seconds: float
@@ -80,30 +112,68 @@ class ScenarioReport:
         computed = [o.compute_seconds for o in self.outcomes if o.compute_seconds is not None] or [np.nan]
         counts = sorted(Counter(outcome.status for outcome in self.outcomes).items())
         cells = [
+            self.collection,
             self.scenario.name,
-            f"`{self.scenario.path}`",
+            f"**{self.server.label}**",
             self.scenario.clients,
             len(self.outcomes),
             f"{len(self.ok_latencies) / self.wall_seconds:.2f}",
             f"{np.percentile(latencies, 50):.2f}",
-            f"{np.percentile(latencies, 99):.2f}",
+            f"{np.percentile(latencies, 95):.2f}",
             f"{np.median(computed):.2f}",
             ", ".join(f"{status}: {count}" for status, count in counts),
         ]
         return "| " + " | ".join(map(str, cells)) + " |"
 
 
-def prepare_collection(workdir: Path) -> tuple[Path, list[bytes]]:
-    """The demo collection (indexed once, reused) and the demo queries' bytes."""
-    originals = collect_originals(workdir / "originals", corpus_limit=0)
-    queries = make_queries(workdir / "originals", workdir / "queries")
-    db = workdir / "db"
-    files, _ = discover_images(originals)
-    with Collection.writer(db) as collection:
-        report = index_paths(collection, files)
-    if report.failed:
-        raise SystemExit(f"bench_service: could not index {report.failed[0][0]}: {report.failed[0][1]}")
-    return db, [query.path.read_bytes() for query in queries]
+@dataclass(frozen=True)
+class Workload:
+    """What the clients send to one collection: its benchmark queries and its 1-MP copies."""
+
+    name: str
+    db: Path
+    queries: dict[str, list[bytes]]
+
+
+def benchmark_queries(folder: Path, count: int) -> list[bytes]:
+    """`count` query files, taken in turn from each query set under `folder`."""
+    sets = [
+        sorted(path for path in directory.iterdir() if QUERY_NAME.fullmatch(path.name))
+        for directory in sorted(folder.iterdir())
+        if directory.is_dir()
+    ]
+    chosen = [path for group in itertools.zip_longest(*sets) for path in group if path is not None]
+    if not chosen:
+        raise SystemExit(f"bench_service: no benchmark queries under {folder}")
+    return [path.read_bytes() for path in chosen[:count]]
+
+
+def one_megapixel_copies(db: Path, count: int) -> list[bytes]:
+    """JPEG copies, about 1 megapixel each, of the collection's `count` largest originals."""
+    records = sorted(open_store(db).catalogue.all_images(), key=lambda r: r.width * r.height, reverse=True)
+    copies = []
+    for record in records[:count]:
+        pixels = load_image(record.path).pixels
+        scale = (ONE_MEGAPIXEL / (record.width * record.height)) ** 0.5
+        size = (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale))
+        resized = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        ok, data = cv2.imencode(".jpg", resized[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, COPY_JPEG_QUALITY])
+        assert ok
+        copies.append(data.tobytes())
+    return copies
+
+
+def prepare_workload(db: Path, query_count: int, copy_count: int) -> Workload:
+    """The collection at `db` (queries in `db`'s sibling folder `queries`)."""
+    if not (db / "imgprov.sqlite").is_file():
+        raise SystemExit(f"bench_service: no index at {db}")
+    copies = one_megapixel_copies(db, copy_count + 1)
+    queries = {
+        "bench": benchmark_queries(db.parent / "queries", query_count),
+        "copies": copies[:copy_count],
+        "warm-up copy": copies[copy_count:],
+    }
+    return Workload(db.parent.name, db, queries)
 
 
 def free_port() -> int:
@@ -112,11 +182,32 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(db: Path, port: int, workers: int, queue: int) -> subprocess.Popen:
-    """`imgprov serve` as a child process, once its health endpoint answers."""
+def code_environment(code: Path) -> dict[str, str]:
+    """The environment that makes Python import imgprov from the source tree `code`."""
+    return {**os.environ, "PYTHONPATH": f"{code / 'src'}{os.pathsep}{code}"}
+
+
+def imported_from(code: Path) -> str:
+    """Where a Python started with `code_environment(code)` imports imgprov from."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import imgprov; print(imgprov.__file__)"],
+        env=code_environment(code),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def start_server(code: Path, db: Path, port: int, workers: int | None, queue: int) -> subprocess.Popen:
+    """`imgprov serve` from the source tree `code` as a child process, once its health endpoint
+    answers."""
     command = [sys.executable, "-m", "imgprov.service", "--db", str(db), "--host", HOST, "--port", str(port)]
-    command += ["--workers", str(workers), "--queue", str(queue), "--timeout", str(REQUEST_TIMEOUT)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    command += ["--queue", str(queue), "--timeout", str(REQUEST_TIMEOUT)]
+    command += ["--workers", str(workers)] if workers is not None else []
+    server = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=code_environment(code)
+    )
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -140,17 +231,18 @@ def stop_server(server: subprocess.Popen) -> None:
         server.wait()
 
 
-def run_scenario(base_url: str, scenario: Scenario, queries: list[bytes], total: int) -> ScenarioReport:
-    """One thread per client, each with its own connection; together they send `total` requests."""
+def run_scenario(base_url: str, scenario: Scenario, queries: list[bytes], total: int) -> tuple[list, float]:
+    """One thread per client, each with its own connection; together they send `total` requests (or
+    page views). Returns the outcomes and the wall time."""
     tickets = itertools.count()
     outcomes: list[Outcome] = []
     lock = threading.Lock()
+    action = ACTIONS[scenario.action]
 
     def client() -> None:
         with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT) as http:
             while (ticket := next(tickets)) < total:
-                query = queries[ticket % len(queries)]
-                outcome = timed_request(http, scenario.path, query)
+                outcome = action(http, queries[ticket % len(queries)])
                 with lock:
                     outcomes.append(outcome)
 
@@ -160,32 +252,79 @@ def run_scenario(base_url: str, scenario: Scenario, queries: list[bytes], total:
         thread.start()
     for thread in threads:
         thread.join()
-    return ScenarioReport(scenario, tuple(outcomes), time.perf_counter() - started)
+    return outcomes, time.perf_counter() - started
 
 
-def timed_request(http: httpx.Client, path: str, query: bytes) -> Outcome:
-    started = time.perf_counter()
+def post(http: httpx.Client, path: str, **form: object) -> tuple[int, dict | None]:
+    """POST a form; its status (0 when no answer came) and its JSON when 200."""
     try:
-        response = http.post(path, files={"file": ("query.jpg", query, "image/jpeg")})
+        response = http.post(path, **form)
     except httpx.HTTPError:
-        return Outcome(0, time.perf_counter() - started, None)
-    seconds = time.perf_counter() - started
-    return Outcome(
-        response.status_code, seconds, compute_seconds(response.json()) if response.is_success else None
-    )
+        return 0, None
+    return response.status_code, response.json() if response.status_code == 200 else None
 
 
-def compute_seconds(body: dict) -> float:
-    """What the server spent searching and comparing with the top match, by its own timings."""
+def search_request(http: httpx.Client, query: bytes) -> Outcome:
+    """`POST /v1/search` as an API client sends it (no pictures, no `explain`)."""
+    started = time.perf_counter()
+    status, body = post(http, "/v1/search", files={"file": ("query.jpg", query, "image/jpeg")})
+    return Outcome(status, time.perf_counter() - started, search_seconds(body) if body else None)
+
+
+def page_view(http: httpx.Client, query: bytes) -> Outcome:
+    """What the page does for a dropped image: the search with pictures, then the first match's
+    comparison with pictures by `query_token` (code whose search already has it, `top`, needs no
+    second request)."""
+    started = time.perf_counter()
+    status, body = post(http, "/v1/search?pictures=true", files={"file": ("query.jpg", query, "image/jpeg")})
+    if body is None:
+        return Outcome(status, time.perf_counter() - started, None)
+    seconds = search_seconds(body)
+    if "query_token" in body and "top" not in body and body["matches"]:
+        form = {"query_token": body["query_token"], "original_id": str(body["matches"][0]["id"])}
+        status, compared = post(http, "/v1/compare?pictures=true", data=form)
+        if compared is None:
+            return Outcome(status, time.perf_counter() - started, None)
+        seconds += compared["timings"].get("total", 0.0)
+    return Outcome(status, time.perf_counter() - started, seconds)
+
+
+ACTIONS: dict[str, Callable[[httpx.Client, bytes], Outcome]] = {"search": search_request, "view": page_view}
+
+
+def search_seconds(body: dict) -> float:
+    """What the server spent searching, and comparing with the top match when it did, by its own
+    timings."""
     top = body.get("top") or {}
     return sum(body["timings"].values()) + top.get("timings", {}).get("total", 0.0)
 
 
-def warm_up(base_url: str, queries: list[bytes]) -> None:
-    """One request per query first: the first search loads models and pages in the index."""
+def warm_up(base_url: str, workload: Workload) -> None:
+    """A few requests first: the first search loads models and pages in the index."""
     with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT) as http:
-        for query in queries:
-            timed_request(http, "/v1/search", query)
+        for query in workload.queries["bench"][:4]:
+            search_request(http, query)
+        for copy in workload.queries["warm-up copy"]:
+            page_view(http, copy)
+
+
+def measure(
+    server: Server, workload: Workload, plan: list[tuple[Scenario, int]], args: argparse.Namespace
+) -> list[ScenarioReport]:
+    """Every scenario of `plan` against one server over one collection."""
+    port = free_port()
+    process = start_server(server.code, workload.db, port, args.workers, args.queue)
+    base_url = f"http://{HOST}:{port}"
+    reports = []
+    try:
+        warm_up(base_url, workload)
+        for scenario, total in plan:
+            outcomes, wall = run_scenario(base_url, scenario, workload.queries[scenario.queries], total)
+            reports.append(ScenarioReport(workload.name, server, scenario, tuple(outcomes), wall))
+            print(reports[-1].row(), flush=True)
+    finally:
+        stop_server(process)
+    return reports
 
 
 def cpu_model() -> str:
@@ -201,36 +340,51 @@ def machine() -> str:
     return f"{cpu_model()}, {cores} cores available, Python {platform.python_version()}, {system}"
 
 
-def commit() -> str:
+def commit(code: Path = REPO) -> str:
     try:
+        git = ["git", "-C", str(code)]
         head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain"], capture_output=True, text=True, check=True
+            [*git, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{head}{' + uncommitted changes' if dirty else ''}"
 
 
-def markdown(reports: list[ScenarioReport], args: argparse.Namespace, load: tuple[float, float]) -> str:
+def markdown(
+    reports: list[ScenarioReport],
+    servers: list[Server],
+    args: argparse.Namespace,
+    load: tuple[float, float],
+) -> str:
+    workers = f"{args.workers} workers" if args.workers else "its default workers"
     lines = [
-        f"`POST /v1/search` with {args.clients} concurrent clients on the loopback; the server is "
-        f"`imgprov serve` with {args.workers} workers and a queue of {args.queue}, over the demo collection "
-        "(14 photos). Each client sends the demo's four queries in turn (recompressed, mirrored and rotated, "
-        "spliced, unrelated). Latency is per request as a client sees it, queueing included; req/s counts "
-        "successful requests; compute is the server's own search + top-match comparison time per request "
-        "(the rest of the latency is waiting for a worker, decoding, pictures and transfer).",
+        f"`imgprov serve` ({workers}, a queue of {args.queue}) on the loopback. *search*: "
+        "`POST /v1/search` as an API client sends it, the collection's benchmark queries in turn from "
+        "each set (benign, manip, manip+benign, composite, distinct). *page view*: what the page does "
+        "for a dropped JPEG copy, about 1 megapixel, of one of the collection's largest originals (each "
+        "view another original, so none is answered from the comparison cache): "
+        "`POST /v1/search?pictures=true`, then the first match's comparison with pictures (new code: "
+        "`POST /v1/compare?pictures=true` with the search's `query_token` and `original_id`; old code: "
+        "the search already compares with the top match, and its page showed that). Latency is per "
+        "request (per view) as a client sees it, queueing included; req/s counts successful requests; "
+        "compute is the server's own search (+ comparison) time by its `timings`. Old and new ran "
+        "one after the other in this run, on the same machine.",
         "",
-        "| scenario | endpoint | clients | requests | req/s | p50 (s) | p99 (s) | compute p50 (s) "
+        "| collection | scenario | code | clients | requests | req/s | p50 (s) | p95 (s) | compute p50 (s) "
         "| statuses |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
         *[report.row() for report in reports],
         "",
         f"- command: `{' '.join(['python -m benchmarks.bench_service', *map(shlex.quote, sys.argv[1:])])}`",
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- commit: {commit()}",
+        *[f"- {server.label}: {server.code} at commit {commit(server.code)}" for server in servers],
         f"- machine: {machine()}",
         f"- load average (1 min) at start and end: {load[0]:.1f}, {load[1]:.1f} "
         "(a shared machine: other jobs ran on the same cores)",
@@ -239,36 +393,48 @@ def markdown(reports: list[ScenarioReport], args: argparse.Namespace, load: tupl
     return "\n".join(lines)
 
 
+def figures(report: ScenarioReport) -> dict:
+    """A report as JSON: paths as text."""
+    return {**asdict(report), "server": {"label": report.server.label, "code": str(report.server.code)}}
+
+
+def scenario_plan(args: argparse.Namespace) -> list[tuple[Scenario, int]]:
+    return [
+        (Scenario("search, 1 client", "search", "bench", 1), args.single_requests),
+        (Scenario(f"search, {args.clients} clients", "search", "bench", args.clients), args.requests),
+        (Scenario("page view of a 1-MP copy, 1 client", "view", "copies", 1), args.views),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, action="append", help=f"collection(s); default {DEFAULT_DB}")
+    parser.add_argument("--baseline-code", type=Path, help="source tree of the old code to compare with")
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=48, help="requests per concurrent scenario")
-    parser.add_argument("--baseline-requests", type=int, default=8, help="requests of the 1-client baseline")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=48, help="requests of the concurrent scenario")
+    parser.add_argument("--single-requests", type=int, default=16, help="requests of the 1-client search")
+    parser.add_argument("--views", type=int, default=8, help="page views, each of another 1-MP copy")
+    parser.add_argument("--query-count", type=int, default=20, help="benchmark queries sent in turn")
+    parser.add_argument("--workers", type=int, help="server workers (default: the server's default)")
     parser.add_argument("--queue", type=int, default=8)
-    parser.add_argument("--workdir", type=Path, default=Path("out/bench-service"))
     args = parser.parse_args(argv)
-    plan = [
-        (Scenario("search, 1 client (baseline)", "/v1/search", 1), args.baseline_requests),
-        (Scenario("search", "/v1/search", args.clients), args.requests),
-        (
-            Scenario("search + pictures (the web page)", "/v1/search?pictures=true", args.clients),
-            args.requests,
-        ),
-    ]
-    db, queries = prepare_collection(args.workdir)
-    port = free_port()
-    server = start_server(db, port, args.workers, args.queue)
-    base_url = f"http://{HOST}:{port}"
+    servers = [Server("new", REPO)]
+    if args.baseline_code is not None:
+        servers.insert(0, Server("old", args.baseline_code.resolve()))
+    for server in servers:
+        print(f"{server.label}: imgprov from {imported_from(server.code)}", flush=True)
     load_at_start = os.getloadavg()[0]
-    try:
-        warm_up(base_url, queries)
-        reports = [run_scenario(base_url, scenario, queries, total) for scenario, total in plan]
-    finally:
-        stop_server(server)
-    text = markdown(reports, args, (load_at_start, os.getloadavg()[0]))
+    reports = []
+    for db in args.db or [DEFAULT_DB]:
+        workload = prepare_workload(db, args.query_count, args.views)
+        measured = [
+            report for server in servers for report in measure(server, workload, scenario_plan(args), args)
+        ]
+        order = [scenario for scenario, _ in scenario_plan(args)]
+        reports += sorted(measured, key=lambda report: order.index(report.scenario))
+    text = markdown(reports, servers, args, (load_at_start, os.getloadavg()[0]))
     print(text)
-    print(f"wrote {write_section('service', text, [asdict(report) for report in reports])}")
+    print(f"wrote {write_section('service', text, [figures(report) for report in reports])}")
     return 0
 
 

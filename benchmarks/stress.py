@@ -37,9 +37,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.bench_service import HOST, commit, free_port, machine, prepare_collection, stop_server
+from benchmarks.bench_service import HOST, commit, free_port, machine, stop_server
 from benchmarks.report import SECTIONS_DIR, write_section
 from benchmarks.stress_attacks import attack_lines, run_attacks, token_environment
+from imgprov.demo import collect_originals, make_queries
+from imgprov.indexing.pipeline import discover_images, index_paths
 from imgprov.storage.embedded.collection import Collection
 from tests.faults import SCENARIOS, Tally, run_scenario, write_small_photos
 from tests.hostile import mutate, named_cases, random_mutations, seeds
@@ -53,6 +55,19 @@ MEMORY_LIMIT_MIB = 2048
 CLIENT_STATUSES = {400, 413, 415}
 LEGITIMATE_SECONDS = 3.0
 """Issue 23's target for a legitimate search during an attack."""
+
+
+def prepare_collection(workdir: Path) -> tuple[Path, list[bytes]]:
+    """The demo collection (indexed once, reused) and the demo queries' bytes."""
+    originals = collect_originals(workdir / "originals", corpus_limit=0)
+    queries = make_queries(workdir / "originals", workdir / "queries")
+    db = workdir / "db"
+    files, _ = discover_images(originals)
+    with Collection.writer(db) as collection:
+        report = index_paths(collection, files)
+    if report.failed:
+        raise SystemExit(f"stress: could not index {report.failed[0][0]}: {report.failed[0][1]}")
+    return db, [query.path.read_bytes() for query in queries]
 
 
 @dataclass(frozen=True)

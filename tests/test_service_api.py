@@ -85,7 +85,9 @@ def client(service_db) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def spliced_search(client, queries) -> dict:
-    response = client.post("/v1/search?pictures=true", files=image_file(queries["spliced"]))
+    response = client.post(
+        "/v1/search?pictures=true", files=image_file(queries["spliced"]), data={"explain": "true"}
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -136,7 +138,7 @@ def test_search_without_match_has_no_top(client, queries):
     response = client.post("/v1/search", files=image_file(queries["unrelated"]))
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["matches"] == [] and body["top"] is None and "pictures" not in body
+    assert body["matches"] == [] and "top" not in body and "pictures" not in body
     assert body["unconfirmed"] == []
 
 
@@ -144,7 +146,7 @@ def test_search_lists_unconfirmed_candidates_when_asked(client, queries):
     response = client.post("/v1/search?unconfirmed=true&top_k=3", files=image_file(queries["unrelated"]))
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["matches"] == [] and body["top"] is None
+    assert body["matches"] == [] and "top" not in body
     candidates = body["unconfirmed"]
     assert 1 <= len(candidates) <= 3 and all(c["role"] is None and "path" not in c for c in candidates)
     assert all(c["original"]["thumbnail"].endswith("/thumbnail") for c in candidates)

@@ -2,8 +2,9 @@
 
 A manipulated photo (the demo's splice: chelsea's face pasted on astronaut) is dropped on the page;
 the original must come first as the host, with the verdict, the heatmap overlay, the outlines of
-the changed regions, the aligned original and the vote map shown. The same on a phone-sized
-screen, with the image pasted. The page must load nothing from anywhere but the server.
+the changed regions, the aligned original and the vote map shown; the comparisons are asked for
+when a match is shown, naming the query by its `query_token` (the image is uploaded once). The
+same on a phone-sized screen, with the image pasted. The page must load nothing from anywhere but the server.
 
 `IMGPROV_UPDATE_SCREENSHOT=1` writes the result page to docs/screenshot-search.png; otherwise the
 screenshots go to pytest's temporary directory.
@@ -66,11 +67,13 @@ LOADED = "(image) => image.complete && image.naturalWidth > 0"
 
 @dataclass
 class PageWatch:
-    """What a page did besides rendering: console errors and requests to anywhere else."""
+    """What a page did besides rendering: console errors, requests to anywhere else, and the forms
+    it posted to the API (by path)."""
 
     base_url: str
     errors: list[str] = field(default_factory=list)
     foreign_requests: list[str] = field(default_factory=list)
+    posted: list[tuple[str, bytes]] = field(default_factory=list)
 
     def attach(self, page) -> None:
         page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
@@ -80,6 +83,17 @@ class PageWatch:
     def _request(self, request) -> None:
         if not request.url.startswith((self.base_url, "data:", "blob:")):
             self.foreign_requests.append(request.url)
+        elif request.method == "POST":
+            path = request.url[len(self.base_url) :].split("?")[0]
+            self.posted.append((path, request.post_data_buffer or b""))
+
+    def uploads_once(self) -> None:
+        """The image went to one search; each comparison named it by its `query_token` (a form
+        with a file, which Playwright does not show, would have no token here)."""
+        assert [path for path, _ in self.posted].count("/v1/search") == 1
+        compares = [body for path, body in self.posted if path == "/v1/compare"]
+        assert len(compares) >= 2 and all(b'name="query_token"' in body for body in compares)
+        assert not any(b'name="query"' in body for body in compares)
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +188,7 @@ def test_dropped_splice_shows_original_first_with_overlay(browser, server_url, s
     cards.nth(1).click()
     expect(page.locator("#detail-title")).to_contain_text("chelsea.png", timeout=RESULT_TIMEOUT_MS)
     expect(cards.nth(1)).to_have_attribute("aria-pressed", "true")
+    watch.uploads_once()
     assert not watch.foreign_requests, watch.foreign_requests
     assert not watch.errors, watch.errors
     context.close()

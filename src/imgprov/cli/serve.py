@@ -42,7 +42,9 @@ def serve_command(
             help="Whether searching needs the token.",
         ),
     ] = DEFAULTS.open_search,
-    workers: Annotated[int, typer.Option(min=1, help="Threads running searches.")] = DEFAULTS.workers,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Threads running searches (default: the cores available).")
+    ] = DEFAULTS.workers,
     queue: Annotated[
         int, typer.Option(min=0, help="Jobs that may wait for a worker; beyond that, 503.")
     ] = DEFAULTS.queue_size,

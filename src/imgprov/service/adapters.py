@@ -29,12 +29,24 @@ def explain_original(collection: Store, query: np.ndarray, image_id: int, conf: 
 
     The original is a trusted collection file: it is read with the default limits, not the uploads'.
     """
+    return explain_record(collection, query, indexed_record(collection, image_id), conf)
+
+
+def indexed_record(collection: Store, image_id: int) -> ImageRecord:
+    """The catalogue record of image `image_id`; `UnknownImage` (404) when there is none."""
     record = collection.images([image_id]).get(image_id)
     if record is None:
         raise UnknownImage(f"no image with id {image_id} in the collection")
+    return record
+
+
+def explain_record(
+    collection: Store, query: np.ndarray, record: ImageRecord, conf: CompareConf
+) -> Explanation:
+    """`explain_original` for a record already looked up."""
     try:
         original = load_image(record.path).pixels
     except ImageError:
-        raise OriginalUnavailable(f"the file of image {image_id} cannot be read on the server") from None
-    features = collection.local_features(image_id)
+        raise OriginalUnavailable(f"the file of image {record.id} cannot be read on the server") from None
+    features = collection.local_features(record.id)
     return Explanation(record, original, compare_images(query, original, conf, original_features=features))

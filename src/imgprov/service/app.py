@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
@@ -26,7 +27,7 @@ from imgprov.errors import ImgprovError
 from imgprov.images import declared_pixels
 from imgprov.service import jobs
 from imgprov.service.errors import BadRequest, ClientGone, UnknownImage, client_message, status_of
-from imgprov.service.forms import form_file, form_id
+from imgprov.service.forms import form_file, form_flag, form_id, form_text
 from imgprov.service.pool import Slot
 from imgprov.service.security import BodyLimit, HeadAsGet, SecurityHeaders, search_access, write_access
 from imgprov.service.settings import ServiceSettings
@@ -88,14 +89,32 @@ def multipart_body(fields: dict[str, dict], required: list[str]) -> dict:
 
 
 IMAGE_FIELD = {"type": "string", "format": "binary", "description": f"An image file ({SUPPORTED})."}
-SEARCH_BODY = multipart_body({"file": IMAGE_FIELD}, ["file"])
+IMAGE_BODY = multipart_body({"file": IMAGE_FIELD}, ["file"])
+SEARCH_BODY = multipart_body(
+    {
+        "file": IMAGE_FIELD,
+        "explain": {
+            "type": "boolean",
+            "default": False,
+            "description": "Also compare the query with the top match and return it as `top` (slower: "
+            "a full comparison). Without it, ask `/v1/compare` with `query_token` and `original_id`.",
+        },
+    },
+    ["file"],
+)
 COMPARE_BODY = multipart_body(
     {
         "query": IMAGE_FIELD,
+        "query_token": {
+            "type": "string",
+            "pattern": "^[0-9a-f]{32}$",
+            "description": "Or: the `query_token` of a recent search, instead of sending its file again "
+            "(404 once the server no longer keeps it: send the file).",
+        },
         "original": {**IMAGE_FIELD, "description": "The candidate original."},
         "original_id": {"type": "integer", "minimum": 1, "description": "Or: the id of an indexed original."},
     },
-    ["query"],
+    [],
 )
 
 
@@ -153,7 +172,7 @@ def _add_api_routes(app: FastAPI) -> None:
         "/v1/compare", post_compare, methods=["POST"], tags=["search"], openapi_extra=COMPARE_BODY, **search
     )
     app.add_api_route(
-        "/v1/images", post_image, methods=["POST"], status_code=201, openapi_extra=SEARCH_BODY, **write
+        "/v1/images", post_image, methods=["POST"], status_code=201, openapi_extra=IMAGE_BODY, **write
     )
     app.add_api_route("/v1/images/{image_id}", get_image, methods=["GET"], tags=["collection"], **search)
     app.add_api_route(
@@ -211,42 +230,56 @@ async def post_search(
     """Find the originals of an image (form field `file`).
 
     Returns the search JSON (`query`, `width`, `height`, `credentials`, `matches`, `unconfirmed`,
-    `timings`); `unconfirmed` lists the candidates ranked after the matches, below the match
-    threshold and without a role, when asked for (else it is empty). Each match adds its
+    `timings`, `query_token`); `unconfirmed` lists the candidates ranked after the matches, below
+    the match threshold and without a role, when asked for (else it is empty). Each match adds its
     `name`, `role` (host or donor), `coverage` (share of the query its regions cover) and `original`
-    (metadata). `top` is the comparison with the first match: `verdict`, `probability`,
-    `probabilities`, changed `regions` and their `outline` polygons in query pixels, or null when
-    nothing matched. A blank (flat) image matches nothing.
+    (metadata). `query_token` stands for the uploaded file in `/v1/compare` for a while (null when
+    the server could not keep it). With the form field `explain=true`, `top` is the comparison with
+    the first match: `verdict`, `probability`, `probabilities`, changed `regions` and their `outline`
+    polygons in query pixels, or null when nothing matched. A blank (flat) image matches nothing.
     """
     state = service_of(request)
     with state.jobs.reserve() as slot:
         async with request.form(max_files=1, max_fields=FORM_FIELDS) as form:
             upload = await read_upload(form_file(form, "file"), state.settings.max_upload_bytes)
-        job = jobs.SearchRequest(upload, top_k or state.settings.top_k, pictures, unconfirmed)
+            explain = form_flag(form, "explain")
+        job = jobs.SearchRequest(upload, top_k or state.settings.top_k, pictures, unconfirmed, explain)
         return api_json(await run_job(request, slot, jobs.search_job, job, upload))
 
 
 async def post_compare(request: Request, pictures: WithPictures = False) -> JSONResponse:
-    """Compare an image (form field `query`) with a candidate original: an upload (`original`) or an
-    indexed image by id (`original_id`).
+    """Compare an image (form field `query`, or `query_token` from a recent search) with a candidate
+    original: an upload (`original`) or an indexed image by id (`original_id`).
 
-    Returns `verdict` (benign, manipulated or distinct), its `probability`, all `probabilities`,
-    the `transform` from query to original pixels, changed `regions` with their `outline`.
+    A comparison with an indexed original is kept for a while: the same query bytes compared with
+    the same original, unchanged, are answered without comparing again. Returns `verdict` (benign,
+    manipulated or distinct), its `probability`, all `probabilities`, the `transform` from query to
+    original pixels, changed `regions` with their `outline`.
     A blank (flat) image has nothing to compare: 422.
     """
     state = service_of(request)
     limit = state.settings.max_upload_bytes
     with state.jobs.reserve() as slot:
         async with request.form(max_files=2, max_fields=FORM_FIELDS) as form:
-            query, original = form_file(form, "query"), form_file(form, "original", required=False)
-            original_id = form_id(form, "original_id")
+            query_upload = await read_query(state, form)
+            original, original_id = form_file(form, "original", required=False), form_id(form, "original_id")
             if (original is None) == (original_id is None):
                 raise BadRequest("send exactly one of the form fields `original` (a file) and `original_id`")
-            query_upload = await read_upload(query, limit)
             original_upload = await read_upload(original, limit) if original is not None else None
         job = jobs.CompareRequest(query_upload, original_upload, known_id(original_id), pictures)
         uploads = [upload for upload in (query_upload, original_upload) if upload is not None]
         return api_json(await run_job(request, slot, jobs.compare_job, job, *uploads))
+
+
+async def read_query(state: ServiceState, form: FormData) -> Upload:
+    """The query of a comparison: the file in form field `query`, or the upload a recent search
+    kept behind the `query_token` sent (400 when it is no token, 404 when unknown or expired)."""
+    query, token = form_file(form, "query", required=False), form_text(form, "query_token")
+    if (query is None) == (token is None):
+        raise BadRequest("send exactly one of the form fields `query` (a file) and `query_token`")
+    if token is not None:
+        return state.queries.upload(token)
+    return await read_upload(query, state.settings.max_upload_bytes)
 
 
 async def post_image(request: Request) -> JSONResponse:

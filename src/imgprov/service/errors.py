@@ -43,6 +43,10 @@ class UnknownImage(ImgprovError):
     """No image in the collection has this id."""
 
 
+class UnknownQuery(ImgprovError):
+    """No upload this server keeps has this `query_token` (never issued, expired or evicted)."""
+
+
 class OriginalUnavailable(ImgprovError):
     """An indexed original's file can no longer be read on the server."""
 
@@ -59,6 +63,7 @@ STATUS_BY_ERROR: tuple[tuple[type[ImgprovError], int], ...] = (
     (ImageNotFound, 404),
     (ImageError, 400),
     (UnknownImage, 404),
+    (UnknownQuery, 404),
     (OriginalUnavailable, 409),
     (BadRequest, 400),
     (PresetError, 400),

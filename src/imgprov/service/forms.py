@@ -29,3 +29,29 @@ def form_id(form: FormData, name: str) -> int | None:
     if not isinstance(value, str) or not value.strip().isdigit() or int(value) < 1:
         raise BadRequest(f"the form field `{name}` must be a positive integer")
     return int(value)
+
+
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
+
+
+def form_flag(form: FormData, name: str) -> bool:
+    """The boolean sent in form field `name` (true/false, 1/0, yes/no, on/off), False when absent;
+    `BadRequest` otherwise."""
+    value = form.get(name)
+    if value is None:
+        return False
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word not in TRUE_WORDS | FALSE_WORDS:
+        raise BadRequest(f"the form field `{name}` must be true or false")
+    return word in TRUE_WORDS
+
+
+def form_text(form: FormData, name: str) -> str | None:
+    """The short text sent in form field `name`, None when absent; `BadRequest` when it is a file."""
+    value = form.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"the form field `{name}` must be a text field, not a file")
+    return value.strip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +13,8 @@ from imgprov.pictures import web as pictures
 from imgprov.provenance import ContentCredentials, mime_type_for, read_manifest
 from imgprov.results import SearchResult
 from imgprov.search.pipeline import search
-from imgprov.service.adapters import Explanation, explain_original
+from imgprov.service.adapters import Explanation, explain_original, explain_record, indexed_record
+from imgprov.service.caches import ComparisonKey
 from imgprov.service.cancellation import checkpoint
 from imgprov.service.errors import BlankImage, OriginalUnavailable, UnknownImage
 from imgprov.service.originals import add_original, remove_original
@@ -32,13 +34,14 @@ WRITER_WAIT_FRACTION = 0.5
 
 @dataclass(frozen=True)
 class SearchRequest:
-    """A query, how many matches to return, whether to add pictures for the page, and whether to
-    list the unconfirmed candidates."""
+    """A query, how many matches to return, whether to add pictures for the page, whether to list
+    the unconfirmed candidates, and whether to compare the query with the top match (`explain`)."""
 
     upload: Upload
     top_k: int
     with_pictures: bool
     unconfirmed: bool = False
+    explain: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,8 @@ class CompareRequest:
 
 
 def search_job(state: ServiceState, request: SearchRequest) -> dict:
-    """Find the originals of the upload, compare it with the top match, and describe both."""
+    """Find the originals of the upload and describe them; compare the query with the top match
+    when asked to (`explain`). The upload is kept for `/v1/compare` behind its `query_token`."""
     query = decode(state, request.upload)
     collection = state.collections.current()
     credentials = read_manifest(request.upload.data, mime_type_for(query.format), trust=state.trust)
@@ -72,8 +76,10 @@ def search_job(state: ServiceState, request: SearchRequest) -> dict:
         )
     checkpoint()
     records = collection.images([match.image_id for match in result.matches + result.unconfirmed])
-    explanation, top = explain_top(state, collection, query.pixels, result)
-    body = search_payload(result, records, top)
+    body = search_payload(result, records, state.queries.keep(request.upload, query.sha256))
+    explanation = None
+    if request.explain:
+        explanation, body["top"] = explain_top(state, collection, query.pixels, result)
     checkpoint()
     if request.with_pictures:
         body["pictures"] = search_pictures(query.pixels, result, explanation)
@@ -88,6 +94,7 @@ def explain_top(
         return None, None
     image_id = result.matches[0].image_id
     try:
+        state.comparisons.count_computed()
         explanation = explain_original(collection, query, image_id, state.compare_conf)
     except (OriginalUnavailable, UnknownImage) as exc:
         return None, {"id": image_id, "error": str(exc)}
@@ -105,19 +112,46 @@ def nothing_found(name: str, query: LoadedImage, credentials: ContentCredentials
 
 def compare_job(state: ServiceState, request: CompareRequest) -> dict:
     """Compare the query with an uploaded original or with an indexed one."""
+    if request.original is None:
+        return compare_indexed_job(state, request)
     query = decode_comparable(state, request.query)
     checkpoint()
-    if request.original is not None:
-        original = decode_comparable(state, request.original).pixels
-        checkpoint()
-        comparison = compare_images(query.pixels, original, state.compare_conf)
-        original_json = {"name": request.original.name}
-    else:
-        collection = state.collections.current()
-        explanation = explain_original(collection, query.pixels, request.original_id, state.compare_conf)
-        original, comparison = explanation.original, explanation.comparison
-        original_json = image_payload(explanation.record)
+    original = decode_comparable(state, request.original).pixels
     checkpoint()
+    comparison = compare_images(query.pixels, original, state.compare_conf)
+    checkpoint()
+    return comparison_body(request, query, original, comparison, {"name": request.original.name})
+
+
+def compare_indexed_job(state: ServiceState, request: CompareRequest) -> dict:
+    """Compare the query with the indexed original `request.original_id`, or answer from
+    `state.comparisons` when the same bytes were compared with the same original (as it is now)."""
+    collection = state.collections.current()
+    record = indexed_record(collection, request.original_id)
+    key = ComparisonKey.of(hashlib.sha256(request.query.data).hexdigest(), record)
+    cached = state.comparisons.lookup(key, request.with_pictures)
+    if cached is not None:
+        return {**cached, "query": request.query.name}
+    query = decode_comparable(state, request.query)
+    checkpoint()
+    state.comparisons.count_computed()
+    explanation = explain_record(collection, query.pixels, record, state.compare_conf)
+    checkpoint()
+    body = comparison_body(
+        request, query, explanation.original, explanation.comparison, image_payload(explanation.record)
+    )
+    state.comparisons.store(key, body)
+    return body
+
+
+def comparison_body(
+    request: CompareRequest,
+    query: LoadedImage,
+    original: np.ndarray,
+    comparison: Comparison,
+    original_json: dict,
+) -> dict:
+    """The comparison JSON, with the pictures for the page when asked for."""
     body = {
         "query": request.query.name,
         "width": query.width,
@@ -143,6 +177,7 @@ def remove_original_job(state: ServiceState, image_id: int) -> dict:
     """Remove an original from the collection; returns the metadata it had."""
     record = remove_original(state.settings.db, image_id, wait_seconds=writer_wait(state))
     state.collections.reload()
+    state.comparisons.forget_original(image_id)
     return image_payload(record)
 
 

@@ -55,13 +55,10 @@ def explanation_payload(explanation: Explanation) -> dict:
     return {"id": explanation.record.id, **comparison_payload(explanation.comparison)}
 
 
-def search_payload(
-    result: SearchResult,
-    records: dict[int, ImageRecord],
-    top: dict | None,
-) -> dict:
+def search_payload(result: SearchResult, records: dict[int, ImageRecord], query_token: str | None) -> dict:
     """The search JSON with each match's role and metadata, the unconfirmed candidates (no role) when
-    asked for, and the top match's comparison (or why there is none: `{"id", "error"}`)."""
+    asked for, and the token `/v1/compare` takes instead of the query file (None when the server
+    could not keep it). The top match's comparison, when asked for, is added by the caller."""
     return {
         "query": result.query,
         "width": result.width,
@@ -70,5 +67,5 @@ def search_payload(
         "matches": [match_payload(match, records.get(match.image_id)) for match in result.matches],
         "unconfirmed": [match_payload(match, records.get(match.image_id)) for match in result.unconfirmed],
         "timings": {name: round(seconds, 4) for name, seconds in result.timings.items()},
-        "top": top,
+        "query_token": query_token,
     }

@@ -1,5 +1,6 @@
 """What a server process holds between requests: settings, the read-only collection, the worker
-pools and the SSCD extractor. No writer lock is held between requests."""
+pools, the SSCD extractor, and the bounded caches of searched uploads and comparisons. No writer
+lock is held between requests."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from imgprov.extract.models import sscd_extractor
 from imgprov.extract.sscd import SSCDExtractor, available_cores
 from imgprov.presets import SearchConf
 from imgprov.provenance import TrustAnchors
+from imgprov.service.caches import CacheBounds, ComparisonCache, QueryCache
 from imgprov.service.pool import JobPool
 from imgprov.service.settings import ServiceSettings
 from imgprov.storage import Store, open_store, parse_location, store_writer
@@ -101,6 +103,8 @@ class ServiceState:
     embedder: SSCDExtractor | None
     jobs: JobPool
     light_jobs: JobPool
+    queries: QueryCache
+    comparisons: ComparisonCache
     trust: TrustAnchors | None = None
     large_lane: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(LARGE_JOBS))
 
@@ -126,5 +130,13 @@ def build_state(settings: ServiceSettings) -> ServiceState:
         embedder=sscd_extractor(global_conf, threads_per_job) if global_conf else None,
         jobs=JobPool("jobs", settings.workers, settings.queue_size),
         light_jobs=JobPool("thumbnails", LIGHT_WORKERS, LIGHT_QUEUE),
+        queries=QueryCache(
+            CacheBounds(settings.query_cache_entries, settings.query_cache_bytes, settings.query_ttl)
+        ),
+        comparisons=ComparisonCache(
+            CacheBounds(
+                settings.comparison_cache_entries, settings.comparison_cache_bytes, settings.query_ttl
+            )
+        ),
         trust=TrustAnchors.from_file(settings.trust_anchors) if settings.trust_anchors else None,
     )

@@ -1,5 +1,7 @@
 // The imgprov page: send an image to /v1/search, show the originals found and, for the chosen
 // one, the comparison (verdict, heatmap, changed regions, aligned original) and its metadata.
+// The comparison is asked of /v1/compare when a match is shown, naming the query by the
+// `query_token` the search returned (the file is sent again only when the server no longer keeps it).
 // Everything server-given is inserted as text, never as HTML.
 "use strict";
 
@@ -49,7 +51,9 @@ async function api(path, options = {}) {
     if ((response.headers.get("content-type") || "").includes("json")) {
       message = (await response.json()).error || message;
     }
-    throw new Error(message);
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
   }
   return response;
 }
@@ -172,21 +176,26 @@ async function chooseMatch(id) {
 }
 
 async function comparisonWith(id) {
-  const result = page.result;
-  if (result.top && result.top.id === id) {
-    if (result.top.error) throw new Error(result.top.error);
-    return { ...result.top, pictures: result.pictures };
-  }
   if (!page.comparisons.has(id)) {
     setStatus("Comparing with this original…", "busy");
-    const form = new FormData();
-    form.append("query", page.file, page.file.name || "pasted-image");
-    form.append("original_id", String(id));
-    const response = await api("/v1/compare?pictures=true", { method: "POST", body: form });
-    page.comparisons.set(id, await response.json());
+    page.comparisons.set(id, await compareWith(id, page.result.query_token));
     setStatus("", "done");
   }
   return page.comparisons.get(id);
+}
+
+async function compareWith(id, token) {
+  const form = new FormData();
+  if (token) form.append("query_token", token);
+  else form.append("query", page.file, page.file.name || "pasted-image");
+  form.append("original_id", String(id));
+  try {
+    const response = await api("/v1/compare?pictures=true", { method: "POST", body: form });
+    return await response.json();
+  } catch (error) {
+    if (token && error.status === 404 && /query_token/.test(error.message)) return compareWith(id, null);
+    throw error;
+  }
 }
 
 function showDetail(match, comparison) {
