@@ -36,7 +36,8 @@ class Comparison:
     mask: (H, W) bool, the changed pixels (heatmap >= threshold); empty unless the verdict is
     "manipulated".
     comparable: (H, W) bool, query pixels whose content also exists in the original (not padding,
-    rotation corners or beyond a crop).
+    rotation fill, screenshot bars or beyond a crop) and can be compared (not clipped to white or
+    black by the copy's tone curve where the original has detail).
     regions: connected parts of the mask, highest score first.
     threshold: the heatmap threshold used; inliers: keypoint matches the transform explains.
     timings: seconds per step.
@@ -149,7 +150,9 @@ def compare_aligned(
         verdict_features(fit, pair, maps, heatmap_small, mask_small)
     )
     verdict = VERDICTS[int(np.argmax(probabilities))]
-    heatmap, mask, comparable, regions = _in_query_frame(shape, pair, heatmap_small, verdict, threshold, conf)
+    heatmap, mask, comparable, regions = _in_query_frame(
+        shape, maps.comparable, heatmap_small, verdict, threshold, conf
+    )
     timings["decide"] = time.perf_counter() - step
     timings["total"] = sum(timings.values())
     return Comparison(
@@ -179,24 +182,25 @@ def working_heatmap(
             f"computes {features.shape[-1]}; run `python -m benchmarks.calibrate_compare`"
         )
     probability = calibration.pixel_model.probability(features)
-    weights = pair.comparable.astype(np.float32)
+    weights = maps.comparable.astype(np.float32)
     heatmap = masked_blur(probability, weights, conf.heat_smoothing) * weights
     return np.clip(heatmap, 0.0, 1.0).astype(np.float32), maps
 
 
 def _in_query_frame(
     shape: tuple[int, int],
-    pair: AlignedPair,
+    comparable_small: np.ndarray,
     heatmap_small: np.ndarray,
     verdict: Verdict,
     threshold: float,
     conf: CompareConf,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[ChangedRegion, ...]]:
-    """Heatmap, mask, comparable mask and regions at the query's full resolution."""
+    """Heatmap, mask, comparable mask and regions at the query's full resolution; comparable_small:
+    (h, w) bool, the comparable pixels of the working frame."""
     height, width = shape
     heatmap = cv2.resize(heatmap_small, (width, height), interpolation=cv2.INTER_LINEAR)
     comparable = (
-        cv2.resize(pair.comparable.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+        cv2.resize(comparable_small.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
     )
     heatmap *= comparable
     if verdict != Verdict.MANIPULATED:
