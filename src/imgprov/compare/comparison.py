@@ -18,6 +18,7 @@ from imgprov.compare.align import AlignedPair, GlobalFit, align_pair, estimate_t
 from imgprov.compare.calibration import Calibration, CalibrationMissing, packaged_calibration
 from imgprov.compare.conf import CompareConf
 from imgprov.compare.difference import DifferenceMaps, difference_maps, masked_blur, pixel_features
+from imgprov.compare.evidence import region_evidence
 from imgprov.compare.models import VERDICTS, Verdict
 from imgprov.compare.regions import ChangedRegion, changed_regions, threshold_mask
 from imgprov.compare.verdict import verdict_features
@@ -150,9 +151,7 @@ def compare_aligned(
         verdict_features(fit, pair, maps, heatmap_small, mask_small)
     )
     verdict = VERDICTS[int(np.argmax(probabilities))]
-    heatmap, mask, comparable, regions = _in_query_frame(
-        shape, maps.comparable, heatmap_small, verdict, threshold, conf
-    )
+    heatmap, mask, comparable, regions = _in_query_frame(shape, maps, heatmap_small, verdict, threshold, conf)
     timings["decide"] = time.perf_counter() - step
     timings["total"] = sum(timings.values())
     return Comparison(
@@ -189,24 +188,25 @@ def working_heatmap(
 
 def _in_query_frame(
     shape: tuple[int, int],
-    comparable_small: np.ndarray,
+    maps: DifferenceMaps,
     heatmap_small: np.ndarray,
     verdict: Verdict,
     threshold: float,
     conf: CompareConf,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[ChangedRegion, ...]]:
-    """Heatmap, mask, comparable mask and regions at the query's full resolution; comparable_small:
-    (h, w) bool, the comparable pixels of the working frame."""
+    """Heatmap, mask, comparable mask and regions (with their evidence) at the query's full
+    resolution; maps and heatmap_small: the difference channels and the heatmap of the working frame."""
     height, width = shape
     heatmap = cv2.resize(heatmap_small, (width, height), interpolation=cv2.INTER_LINEAR)
     comparable = (
-        cv2.resize(comparable_small.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+        cv2.resize(maps.comparable.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
     )
     heatmap *= comparable
     if verdict != Verdict.MANIPULATED:
         return heatmap, np.zeros(shape, bool), comparable, ()
     mask = threshold_mask(heatmap, comparable, threshold, conf.min_region_fraction)
-    return heatmap, mask, comparable, changed_regions(mask, heatmap)
+    regions = changed_regions(mask, heatmap, lambda region: region_evidence(region, heatmap_small, maps))
+    return heatmap, mask, comparable, regions
 
 
 def _unrelated(
