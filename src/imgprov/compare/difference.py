@@ -74,9 +74,12 @@ CLIP_HIGH = 250.0
 CLIP_LOW = 5.0
 CLIP_NEAR = 20.0
 CLIP_GROWTH = 2
+CLIP_CHANNELS = 2
 """A query channel at or above CLIP_HIGH (at or below CLIP_LOW) is clipped; the original, brought to
 the query's colours, is near that clip within CLIP_NEAR gray levels; the uncomparable area grows by
-CLIP_GROWTH working pixels (the detail around a clipped patch is partly clipped too)."""
+CLIP_GROWTH working pixels (the detail around a clipped patch is partly clipped too). A pixel is
+clipped with CLIP_CHANNELS of its channels so (a saturated colour, one channel at 255, keeps its
+detail in the others)."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ def clipped_pixels(
     nothing about an edit.
 
     query, matched, original: (h, w, 3) float32, the query, the original brought to the query's
-    colours, and the original as it is. A pixel is clipped where, in some channel, the query is at
+    colours, and the original as it is. A pixel is clipped where, in CLIP_CHANNELS channels, the query is at
     or beyond CLIP_HIGH (CLIP_LOW), the matched original is within CLIP_NEAR of that clip (the
     fitted tone curve itself runs into it there) and the original is not clipped (it still has the
     detail). Where both are clipped they agree, and stay comparable. Grown by CLIP_GROWTH pixels plus
@@ -158,7 +161,7 @@ def clipped_pixels(
             ((query >= CLIP_HIGH) & (matched >= CLIP_HIGH - CLIP_NEAR))
             | ((query <= CLIP_LOW) & (matched <= CLIP_LOW + CLIP_NEAR))
         )
-    ).any(axis=2)
+    ).sum(axis=2) >= CLIP_CHANNELS
     if not clipped.any():
         return clipped
     size = 2 * (CLIP_GROWTH + math.ceil(2 * blur_sigma)) + 1
