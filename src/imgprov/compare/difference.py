@@ -151,8 +151,10 @@ def clipped_pixels(
     colours, and the original as it is. A pixel is clipped where, in CLIP_CHANNELS channels, the query is at
     or beyond CLIP_HIGH (CLIP_LOW), the matched original is within CLIP_NEAR of that clip (the
     fitted tone curve itself runs into it there) and the original is not clipped (it still has the
-    detail). Where both are clipped they agree, and stay comparable. Grown by CLIP_GROWTH pixels plus
-    twice blur_sigma (a blur after the clip spreads it, `matching_blur`).
+    detail). Where both are clipped they agree, and stay comparable. Only patches count (a pixel
+    whose 3 x 3 neighbourhood is all clipped: a lone dark or bright speck of JPEG is no tone curve),
+    grown back and by CLIP_GROWTH pixels plus twice blur_sigma (a blur after the clip spreads it,
+    `matching_blur`).
     """
     unclipped = (original > CLIP_LOW) & (original < CLIP_HIGH)
     clipped = (
@@ -162,10 +164,11 @@ def clipped_pixels(
             | ((query <= CLIP_LOW) & (matched <= CLIP_LOW + CLIP_NEAR))
         )
     ).sum(axis=2) >= CLIP_CHANNELS
-    if not clipped.any():
-        return clipped
-    size = 2 * (CLIP_GROWTH + math.ceil(2 * blur_sigma)) + 1
-    return cv2.dilate(clipped.astype(np.uint8), np.ones((size, size), np.uint8)) > 0
+    patches = cv2.erode(clipped.astype(np.uint8), np.ones((3, 3), np.uint8))
+    if not patches.any():
+        return np.zeros_like(clipped)
+    size = 2 * (CLIP_GROWTH + 1 + math.ceil(2 * blur_sigma)) + 1
+    return cv2.dilate(patches, np.ones((size, size), np.uint8)) > 0
 
 
 def deep_channels(pair: AlignedPair, original: np.ndarray) -> dict[str, np.ndarray]:
