@@ -3,13 +3,14 @@ false-alarm table."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from benchmarks import transforms_eval
+from benchmarks import calibrate_compare, transforms_eval
 from benchmarks.bench_compare import PairScores, false_alarms_per_transform
 from benchmarks.queries import Pair
 from benchmarks.transforms import apply_homography, warp_mask
@@ -85,3 +86,10 @@ def test_chroma_subsampling_changes_colour_only(chelsea):
     after = cv2.cvtColor(sub, cv2.COLOR_RGB2YCrCb).astype(int)
     assert np.abs(before[:, :, 0] - after[:, :, 0]).mean() < 3
     assert np.abs(before[:, :, 1:] - after[:, :, 1:]).mean() > 0.5
+
+
+def test_the_calibration_never_sees_the_evaluation_family():
+    """calibrate_compare draws its pairs from the training family's generator only."""
+    source = inspect.getsource(calibrate_compare)
+    assert "transforms_eval" not in source and "generate_eval_pairs" not in source
+    assert "generate_pairs" in source
