@@ -5,7 +5,12 @@
 
 Pairs come from the test part of the photo split of `benchmarks.calibrate_compare` (scenes never
 used by the calibration), four sets as in paper 004 section 4.1: Benign, Manip, Manip+Benign and
-Distinct, with exact changed-pixel masks in the query frame. Scored per set:
+Distinct, with exact changed-pixel masks in the query frame, in two families of benign transforms:
+the training family (`benchmarks.transforms`, whose generator the calibration is fitted on) and
+the evaluation-only family (`benchmarks.transforms_eval`: other code paths and parameter ranges,
+never seen by the calibration). imgprov is scored on both, side by side, with a table of the
+benign copies' false-alarm rate per transform present; the baselines on the training family only.
+Scored per set:
 
 * verdict accuracy (benign / manipulated / distinct, the ICN's 3-way output);
 * paper 004's IoU: mean over pairs of IoU(S(U), T), with S(U) = the mask, all 0 or all 1 for a
@@ -49,11 +54,12 @@ import numpy as np
 from PIL import Image
 
 from benchmarks import metrics
-from benchmarks.calibrate_compare import DATA, PhotoPart, corpus_photos, pair_sets, split_photos
+from benchmarks.calibrate_compare import DATA, PhotoPart, _fingerprint, corpus_photos, pair_sets, split_photos
 from benchmarks.edit_survival import EditSurvival, pair_survival
-from benchmarks.queries import PAIR_KINDS, Pair, load_mask, load_rgb
+from benchmarks.queries import PAIR_KINDS, Pair, load_mask, load_pairs, load_rgb, save_pairs
 from benchmarks.report import markdown_table, write_section
 from benchmarks.run import git_commit, machine_description
+from benchmarks.transforms_eval import EVAL_GENERATOR_VERSION, generate_eval_pairs, transforms_present
 from imgprov.compare import deep
 from imgprov.compare.align import AlignedPair
 from imgprov.compare.calibration import PAPER_THRESHOLD, Calibration, packaged_calibration
@@ -193,9 +199,12 @@ def normalized(values: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Bench:
+    """Scores pairs into `runs` (one MethodRun per method); without `baselines`, imgprov only."""
+
     conf: CompareConf
     calibration: Calibration
     runs: dict[str, MethodRun]
+    baselines: bool = True
 
     def run_pair(self, pair: Pair) -> None:
         query, original = load_rgb(pair.query_path), load_rgb(pair.original_path)
@@ -207,7 +216,8 @@ class Bench:
             query.shape[:2], alignment.fit, alignment.pair, self.conf, self.calibration, alignment.timings
         )
         self._score_imgprov(pair.kind, comparison, truth, clock.since())
-        self._score_baselines(pair.kind, query, original, alignment.pair, truth, alignment_cost)
+        if self.baselines:
+            self._score_baselines(pair.kind, query, original, alignment.pair, truth, alignment_cost)
 
     def _score_imgprov(
         self, kind: str, comparison: Comparison, truth: Truth, cost: tuple[float, float]
@@ -360,6 +370,72 @@ def confusion(run: MethodRun) -> list[list[int]]:
     ]
 
 
+# --- the evaluation-only family ----------------------------------------------------------------------
+
+
+FAMILIES = ("training", "eval")
+FAMILY_TITLES = {
+    "training": "training family (benchmarks/transforms.py)",
+    "eval": "evaluation-only family (benchmarks/transforms_eval.py)",
+}
+
+
+def eval_pair_sets(part: PhotoPart, count: int, seed: int, folder: Path) -> dict[str, list[Pair]]:
+    """`count` pairs of each of PAIR_KINDS of the evaluation-only family, generated once and loaded
+    from folder after."""
+    key = _fingerprint(
+        sorted(part.originals),
+        sorted(part.held_out),
+        [p.name for p in part.stamps],
+        count,
+        seed,
+        EVAL_GENERATOR_VERSION,
+    )
+    sets = {}
+    for kind in PAIR_KINDS:
+        out = folder / kind.replace("+", "-")
+        if (out / "pairs.json").is_file() and (out / "key").read_text() == key:
+            sets[kind] = load_pairs(out)
+            continue
+        pairs = generate_eval_pairs(part.originals, part.held_out, part.stamps, kind, count, seed, out)
+        save_pairs(pairs, out)
+        (out / "key").write_text(key)
+        sets[kind] = pairs
+    return sets
+
+
+def false_alarms_per_transform(pairs: Sequence[Pair], scores: Sequence[PairScores]) -> dict[str, dict]:
+    """{transform: {"pairs", "false_alarms", "rate"}} over the Benign pairs (`scores` in the order of
+    `pairs`): the share of the benign copies with that transform present answered anything but
+    benign."""
+    table: dict[str, dict] = {}
+    for pair, score in zip(pairs, scores, strict=True):
+        if pair.kind != "benign":
+            continue
+        for name in transforms_present(pair.ops):
+            row = table.setdefault(name, {"pairs": 0, "false_alarms": 0})
+            row["pairs"] += 1
+            row["false_alarms"] += int(score.verdict != EXPECTED["benign"])
+    for row in table.values():
+        row["rate"] = row["false_alarms"] / row["pairs"]
+    return dict(sorted(table.items()))
+
+
+def pair_verdicts(pairs: Sequence[Pair], scores: Sequence[PairScores]) -> list[dict]:
+    """One record per pair (id, set, verdict, P(manipulated), IoU at the calibrated threshold is
+    not kept here; the transforms present), for diagnosing a false alarm."""
+    return [
+        {
+            "pair": pair.pair_id,
+            "set": pair.kind,
+            "verdict": score.verdict,
+            "p_manipulated": round(score.manipulated_score, 4),
+            "transforms": list(transforms_present(pair.ops)),
+        }
+        for pair, score in zip(pairs, scores, strict=True)
+    ]
+
+
 # --- speed at 1 megapixel ----------------------------------------------------------------------------
 
 
@@ -428,7 +504,13 @@ def _distribution_ms(seconds: Sequence[float]) -> dict[str, float]:
 
 
 def markdown(
-    context: dict, summaries: dict[str, dict], matrix: list[list[int]], speed: dict, survival: list[dict]
+    context: dict,
+    summaries: dict[str, dict],
+    matrix: list[list[int]],
+    speed: dict,
+    survival: list[dict],
+    families: dict[str, dict],
+    false_alarms: dict[str, dict[str, dict]],
 ) -> str:
     lines = [
         "```sh",
@@ -445,8 +527,9 @@ def markdown(
         f"calibrated threshold {context['threshold']:.2f} (paper 004: 0.35); "
         f"whole run {context['wall_seconds']} s",
         "",
-        "Accuracy: the 3-way verdict. IoU: paper 004's mean IoU(S(U), T) (S(U) = mask, all 0 or all 1 for",
-        "a manipulated, benign or distinct verdict); methods without a verdict use S(U) = U. F1 / MCC: per",
+        "First table: the training family, baselines included. Accuracy: the 3-way verdict. IoU: paper",
+        "004's mean IoU(S(U), T) (S(U) = mask, all 0 or all 1 for a manipulated, benign or distinct",
+        "verdict); methods without a verdict use S(U) = U. F1 / MCC: per",
         "pair, averaged over Manip and Manip+Benign. AP: benign vs manipulated ranking. Baselines'",
         "heatmaps are normalized by their maximum and thresholded at 0.35 (their best test-set threshold",
         "is in the second table). CPU ms: process CPU time (all threads) per pair, wall ms: elapsed time;",
@@ -454,11 +537,15 @@ def markdown(
         "",
         _main_table(summaries),
         "",
+        *_families_lines(families),
+        "",
+        *_false_alarm_lines(false_alarms),
+        "",
         "### IoU of every set (S(U)), and baselines at their best test-set threshold",
         "",
         _threshold_table(summaries),
         "",
-        "### imgprov compare: verdicts per set",
+        "### imgprov compare: verdicts per set (training family)",
         "",
         markdown_table(
             ["set", "answered benign", "answered manipulated", "answered distinct"],
@@ -470,6 +557,58 @@ def markdown(
         *_speed_lines(speed),
     ]
     return "\n".join(lines)
+
+
+def _families_lines(family_summaries: dict[str, dict]) -> list[str]:
+    """imgprov's verdict accuracy and IoU per set, one column per family."""
+    figures = [
+        *((f"accuracy {SET_NAMES[kind]}", f"accuracy {kind}") for kind in PAIR_KINDS),
+        ("IoU Manip", "iou manip"),
+        ("IoU Manip+Benign", "iou manip+benign"),
+        ("IoU Manip @0.35", "iou manip @0.35"),
+        ("IoU Manip+Benign @0.35", "iou manip+benign @0.35"),
+        ("IoU Benign", "iou benign"),
+        ("IoU Distinct", "iou distinct"),
+        ("pixel F1", "f1"),
+        ("AP benign/manip", "ap"),
+    ]
+    families = list(family_summaries)
+    rows = [[title, *(_cell(family_summaries[f].get(key)) for f in families)] for title, key in figures]
+    rows.append(["pairs per set", *(str(family_summaries[f]["pairs"]["benign"]) for f in families)])
+    return [
+        "### imgprov compare on both benign-transform families",
+        "",
+        "The calibration is fitted on the training family's generator only; the evaluation-only family",
+        "(other resamplers, expanded rotations with any fill, pads of any colour and width, clipping tone",
+        "curves, sharpening, colour and chroma changes, screenshot framing, a re-photographed screen,",
+        "social-media resize + JPEG chains) is never seen by it. Same test photos, same edits.",
+        "",
+        markdown_table(["figure", *(FAMILY_TITLES[f] for f in families)], rows),
+    ]
+
+
+def _false_alarm_lines(tables: dict[str, dict[str, dict]]) -> list[str]:
+    """Per-transform false-alarm rates of the Benign pairs, one column group per family."""
+    families = list(tables)
+    names = sorted({name for table in tables.values() for name in table})
+    rows = []
+    for name in names:
+        row = [name]
+        for family in families:
+            entry = tables[family].get(name)
+            row += ["-", "-"] if entry is None else [str(entry["pairs"]), f"{entry['rate']:.2f}"]
+        rows.append(row)
+    header = ["transform present"]
+    for family in families:
+        header += [f"{family}: benign pairs", f"{family}: false-alarm rate"]
+    return [
+        "### Benign copies: false-alarm rate per transform present",
+        "",
+        "Share of the Benign pairs with the transform among their operations that were answered",
+        "manipulated or distinct (a copy has several transforms, so it counts in several rows).",
+        "",
+        markdown_table(header, rows),
+    ]
 
 
 def _survival_lines(groups: list[dict]) -> list[str]:
@@ -604,12 +743,57 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--preset", default="rootsift-dis-mlp-512")
     parser.add_argument("--calibration", type=Path, help="a calibration JSON instead of the packaged one")
     parser.add_argument("--print-only", action="store_true", help="print the section, write nothing")
+    parser.add_argument(
+        "--verdicts-only",
+        type=Path,
+        metavar="JSON",
+        help="score imgprov only (no baselines, survival or speed) on the sets of --kinds of both "
+        "families, write its figures and per-pair verdicts to JSON and nothing else (e.g. to measure "
+        "another commit's imgprov on the same pairs)",
+    )
+    parser.add_argument("--kinds", default=",".join(PAIR_KINDS), help="with --verdicts-only: sets to run")
     return parser.parse_args(argv)
+
+
+@dataclass(frozen=True)
+class FamilyResult:
+    """imgprov's scores on one family: its pairs in run order, their scores and the summary."""
+
+    pairs: list[Pair]
+    scores: list[PairScores]
+    summary: dict
+    false_alarms: dict[str, dict]
+
+
+def run_family(
+    pairs: list[Pair], conf: CompareConf, calibration: Calibration, runs: dict[str, MethodRun], log
+) -> FamilyResult:
+    """Score `pairs` into `runs` (baselines only when runs holds them) and summarize imgprov."""
+    bench = Bench(conf, calibration, runs, baselines=SSD_ALIGNED in runs)
+    for number, pair in enumerate(pairs, start=1):
+        bench.run_pair(pair)
+        if number % 50 == 0:
+            log(f"{number} pairs")
+    scores = runs[IMGPROV].pairs
+    return FamilyResult(
+        pairs,
+        scores,
+        summarize(runs[IMGPROV], calibration.threshold),
+        false_alarms_per_transform(pairs, scores),
+    )
+
+
+def method_runs(names: Sequence[str]) -> dict[str, MethodRun]:
+    return {name: MethodRun(name, None if name.startswith("imgprov") else PAPER_THRESHOLD) for name in names}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)
     started = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f}s] {message}", flush=True)
+
     conf = compare_preset(args.preset)
     calibration = (
         packaged_calibration()
@@ -619,18 +803,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     photos, stamps, source = corpus_photos(args.data, args.photo_dir)
     part = split_photos(photos, stamps, args.seed, source)["test"]
     sets = pair_sets(part, args.pairs, args.seed + 1, args.work / f"test-seed{args.seed}-n{args.pairs}")
+    eval_sets = eval_pair_sets(
+        part, args.pairs, args.seed + 1, args.work / f"eval-seed{args.seed}-n{args.pairs}"
+    )
+    if args.verdicts_only is not None:
+        return verdicts_only(args, sets, eval_sets, conf, calibration, log)
     pairs = [pair for kind in PAIR_KINDS for pair in sets[kind]]
-    runs = {
-        name: MethodRun(name, None if name.startswith("imgprov") else PAPER_THRESHOLD) for name in METHODS
-    }
-    bench = Bench(conf, calibration, runs)
+    eval_pairs = [pair for kind in PAIR_KINDS for pair in eval_sets[kind]]
+    runs = method_runs(METHODS)
     load = [os.getloadavg()[0]]
-    print(f"[{time.perf_counter() - started:6.1f}s] {len(pairs)} test pairs from {source}", flush=True)
-    for number, pair in enumerate(pairs, start=1):
-        bench.run_pair(pair)
-        if number % 50 == 0:
-            load.append(os.getloadavg()[0])
-            print(f"[{time.perf_counter() - started:6.1f}s] {number} pairs", flush=True)
+    log(f"{len(pairs)} test pairs of each family from {source}")
+    training = run_family(pairs, conf, calibration, runs, log)
+    load.append(os.getloadavg()[0])
+    evaluation = run_family(eval_pairs, conf, calibration, method_runs((IMGPROV, IMGPROV_UNDECIDED)), log)
+    load.append(os.getloadavg()[0])
     summaries = {name: summarize(run, calibration.threshold) for name, run in runs.items()}
     survival = survival_of_pairs(part, sets["manip+benign"], args.seed + 1)
     survival_groups = by_survival(pairs, runs[IMGPROV].pairs, survival, calibration.threshold)
@@ -653,18 +839,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         "threshold": calibration.threshold,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
-    text = markdown(context, summaries, confusion(runs[IMGPROV]), speed, survival_groups)
+    families = {"training": training.summary, "eval": evaluation.summary}
+    false_alarms = {"training": training.false_alarms, "eval": evaluation.false_alarms}
+    text = markdown(
+        context, summaries, confusion(runs[IMGPROV]), speed, survival_groups, families, false_alarms
+    )
     figures = {
         "context": context,
         "summaries": summaries,
+        "families": families,
+        "benign_false_alarms_per_transform": false_alarms,
         "verdicts_per_set": dict(zip(PAIR_KINDS, confusion(runs[IMGPROV]), strict=True)),
         "manip+benign by edit survival": survival_groups,
         "speed_1mp": speed,
     }
     print(text)
+    _write_verdicts(args.work / "verdicts-latest.json", {"training": training, "eval": evaluation})
     if not args.print_only:
         print(f"wrote {write_section('compare', text, _json_safe(figures))}")
     return 0
+
+
+def verdicts_only(args, sets, eval_sets, conf, calibration, log) -> int:
+    """imgprov alone on the sets of --kinds of both families; figures and verdicts to --verdicts-only."""
+    kinds = [kind for kind in args.kinds.split(",") if kind]
+    results = {}
+    for family, chosen in (("training", sets), ("eval", eval_sets)):
+        pairs = [pair for kind in kinds for pair in chosen[kind]]
+        log(f"{family}: {len(pairs)} pairs")
+        results[family] = run_family(pairs, conf, calibration, method_runs((IMGPROV, IMGPROV_UNDECIDED)), log)
+    _write_verdicts(args.verdicts_only, results)
+    for family, result in results.items():
+        figures = {k: v for k, v in result.summary.items() if k.startswith(("accuracy", "iou manip"))}
+        print(family, json.dumps(_json_safe(figures)))
+        print(
+            family,
+            "false alarms",
+            {k: f"{v['false_alarms']}/{v['pairs']}" for k, v in result.false_alarms.items()},
+        )
+    return 0
+
+
+def _write_verdicts(path: Path, results: dict[str, FamilyResult]) -> None:
+    document = {
+        family: {
+            "summary": _json_safe(result.summary),
+            "false_alarms": result.false_alarms,
+            "pairs": pair_verdicts(result.pairs, result.scores),
+        }
+        for family, result in results.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -378,7 +378,7 @@ def test_json_holds_the_documented_keys(conf, astronaut):
     assert set(document) >= JSON_KEYS
     assert set(document["probabilities"]) == {"benign", "manipulated", "distinct"}
     assert len(document["transform"]) == 3 and all(len(row) == 3 for row in document["transform"])
-    assert document["regions"] and set(document["regions"][0]) == {"box", "score", "area"}
+    assert document["regions"] and set(document["regions"][0]) >= {"box", "score", "area", "evidence"}
     assert {"match", "total"} <= set(document["timings"])
 
 

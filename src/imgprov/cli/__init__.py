@@ -1,5 +1,22 @@
-"""Every command line of imgprov: `imgprov index|search|compare|serve|...` (`app`)."""
+"""Every command line of imgprov: `imgprov index|search|compare|serve|...` (`app`).
 
-from imgprov.cli.app import main
+`main` is the `imgprov` entry point. `imgprov compare ...` runs through `imgprov.cli.compare`
+alone (a cold compare would otherwise spend most of its time importing search, storage and
+indexing); every other command line goes through the full app (`imgprov.cli.app.main`).
+"""
+
+import sys
+
+
+def main() -> None:
+    """Entry point of the `imgprov` command."""
+    if sys.argv[1:2] == ["compare"]:
+        from imgprov.cli.compare import standalone_main
+
+        standalone_main(sys.argv[2:])
+    from imgprov.cli.app import main as app_main
+
+    app_main()
+
 
 __all__ = ["main"]

@@ -2,25 +2,34 @@
 
 `register(app)` adds the command to the main Typer app; the CLI module calls it. Errors are
 `ImgprovError`s, which the main entry point turns into one line on stderr.
+
+A cold `imgprov compare` is mostly imports: this module imports only what the command runs (the
+compare stage, image loading), and the pictures, rich tables, search results and the stores
+where they are used, so that `imgprov.cli.main` can run the command without the rest of the CLI
+(`standalone_main`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from imgprov.compare.comparison import Comparison, compare_images
 from imgprov.compare.conf import COMPARES, DEFAULT_COMPARE, CompareConf, compare_preset
+from imgprov.errors import ImgprovError
 from imgprov.images import load_image
-from imgprov.pictures.compare import write_heatmap, write_mask, write_overlay
-from imgprov.results import SearchResult
-from imgprov.storage import Store
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from imgprov.compare.comparison import Comparison
+    from imgprov.results import SearchResult
+    from imgprov.storage import Store
 
 stdout = Console(soft_wrap=True)
 
@@ -40,6 +49,8 @@ def compare_command(
     ] = DEFAULT_COMPARE,
 ) -> None:
     """Align QUERY with ORIGINAL, say whether it is benign, manipulated or distinct, and show the edits."""
+    from imgprov.compare.comparison import compare_images
+
     conf = compare_preset(preset)
     query_image = load_image(query)
     original_image = load_image(original)
@@ -58,6 +69,38 @@ def register(app: typer.Typer) -> None:
     app.command(name="compare")(compare_command)
 
 
+def standalone_main(arguments: list[str]) -> None:
+    """`imgprov compare ARGUMENTS...` without importing the rest of the CLI (search, storage,
+    indexing, serving): the same command, help and exit statuses as through the main app, whose
+    entry point (`imgprov.cli.app.main`) it mirrors for the errors compare can raise."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command(name="compare")(compare_command)
+    app.callback()(lambda: None)
+    try:
+        status = app(["compare", *arguments], prog_name="imgprov", standalone_mode=False)
+    except ImgprovError as exc:
+        _fail(str(exc))
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _fail("aborted", status=130)
+    except typer.TyperException as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _fail(f"{message} (see `imgprov --help`)", status=2)
+    except KeyboardInterrupt:
+        _fail("interrupted", status=130)
+    except Exception as exc:
+        if os.environ.get("IMGPROV_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (set IMGPROV_DEBUG=1 for details)")
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _fail(message: str, status: int = 1) -> None:
+    print(f"imgprov: error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
 def write_pictures(
     comparison: Comparison,
     query: np.ndarray,
@@ -67,6 +110,10 @@ def write_pictures(
     overlay: Path | None,
 ) -> None:
     """Write whichever of the mask, heatmap and overlay PNGs were asked for."""
+    if mask is None and heatmap is None and overlay is None:
+        return
+    from imgprov.pictures.compare import write_heatmap, write_mask, write_overlay
+
     if mask is not None:
         write_mask(mask, comparison)
     if heatmap is not None:
@@ -83,6 +130,8 @@ def explain_top_match(
     Returns the match's pixels (for pictures) and the comparison; the match's indexed keypoints are
     reused.
     """
+    from imgprov.compare.comparison import compare_images
+
     if not result.matches:
         return None
     match = result.matches[0]
@@ -104,6 +153,8 @@ def print_comparison(comparison: Comparison, title: str) -> None:
             highlight=False,
         )
     if comparison.regions:
+        from rich.table import Table
+
         table = Table(title="changed regions (query pixels)", title_justify="left")
         for column in ("x0", "y0", "x1", "y1", "score", "area"):
             table.add_column(column, justify="right")

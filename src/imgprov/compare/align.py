@@ -13,7 +13,10 @@ DIS optical flow is applied, so mild non-rigid warps are absorbed while a pasted
 is not "explained away".
 
 Comparable pixels: inside the warped original, minus flat bands along the query's edges
-(letterboxing, a solid pad after a crop) where the original is not as flat in the same colour.
+(letterboxing, a solid pad after a crop) and flat solid-colour regions reached from the query's
+edge (pads of any width, rotation fill, screenshot bars, `fill_regions`) where the original is not
+as flat in the same colour, then away from everything not comparable by a margin that covers the
+query's resampling and JPEG blocks (`exclusion_margin`): those blend the fill into the picture.
 """
 
 from __future__ import annotations
@@ -433,14 +436,15 @@ def align_pair(
     to_query = scaling(scale)
     original_small, original_scale = _prefiltered_original(original, transform, scale)
     working_to_original = np.linalg.inv(scaling(original_scale)) @ transform @ to_query
-    warped, comparable = _warp_original(original_small, working_to_original, working_query, conf)
+    margin = exclusion_margin(scale, conf)
+    warped, comparable = _warp_original(original_small, working_to_original, working_query, conf, margin)
     correlation = _aligned_correlation(working_query, warped, comparable, conf)
     if refine_affine:
         refinement = _ecc_refinement(working_query, warped, comparable, conf)
         if refinement is not None:
             refined_to_original = working_to_original @ refinement
             refined, refined_comparable = _warp_original(
-                original_small, refined_to_original, working_query, conf
+                original_small, refined_to_original, working_query, conf, margin
             )
             refined_correlation = _aligned_correlation(working_query, refined, refined_comparable, conf)
             if refined_correlation > correlation:
@@ -458,12 +462,23 @@ def align_pair(
     )
 
 
+def exclusion_margin(scale: float, conf: AlignConf) -> int:
+    """Working pixels dropped next to what is not comparable: conf.border_margin plus
+    conf.bleed_pixels query pixels (a JPEG block and the resampling kernel mix a pad or rotation
+    fill into the picture next to it) at `scale` query pixels per working pixel."""
+    return conf.border_margin + int(np.ceil(conf.bleed_pixels / max(scale, 1.0)))
+
+
 def _warp_original(
-    original: np.ndarray, working_to_original: np.ndarray, working_query: np.ndarray, conf: AlignConf
+    original: np.ndarray,
+    working_to_original: np.ndarray,
+    working_query: np.ndarray,
+    conf: AlignConf,
+    margin: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The original sampled at every pixel of the (h, w, 3) working query, (h, w, 3) uint8, and the
-    comparable pixels, (h, w) bool: inside the original and outside letterbox bands, away from the
-    edge of both."""
+    comparable pixels, (h, w) bool: inside the original, outside letterbox bands and fill regions,
+    `margin` pixels away from the edge of all of them (the query's own frame is no such edge)."""
     size = (working_query.shape[1], working_query.shape[0])
     warped = _warp(original, working_to_original, size, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
     inside = _warp(
@@ -473,8 +488,118 @@ def _warp_original(
         cv2.INTER_NEAREST,
         cv2.BORDER_CONSTANT,
     )
-    comparable = (inside == 255) & ~letterbox_bands(working_query, warped, inside == 255, conf)
-    return warped, _eroded(comparable, conf.border_margin)
+    inside_mask = inside == 255
+    comparable = inside_mask & ~letterbox_bands(working_query, warped, inside_mask, conf)
+    comparable &= ~fill_regions(working_query, warped, inside_mask, conf)
+    return warped, _eroded(comparable, margin)
+
+
+def fill_regions(query: np.ndarray, warped: np.ndarray, inside: np.ndarray, conf: AlignConf) -> np.ndarray:
+    """(h, w) bool: solid-colour regions connected to the query's frame edge (a pad of any width and
+    colour, the fill of a rotation, the bars of a screenshot) that hide original content, with the
+    holes they enclose that are smaller than conf.fill_max_hole of the frame (the text of a bar).
+
+    query, warped: (h, w, 3) uint8, the working query and the original warped onto it; inside: (h, w)
+    bool, where the warp found original pixels. A region is flooded from seeds every
+    conf.fill_seed_step pixels along the frame edge over the median-filtered query, within
+    conf.fill_tolerance gray levels of its seed per channel; it is kept when it covers at least
+    conf.fill_min_area of the frame and the original behind it, brought to the query's contrast,
+    is not as flat in that colour (a sky or a white wall the original shares stays comparable).
+    """
+    height, width = query.shape[:2]
+    smooth = cv2.medianBlur(np.ascontiguousarray(query), 5)
+    flooded = np.zeros((height + 2, width + 2), np.uint8)
+    fill = np.zeros((height, width), bool)
+    min_area = conf.fill_min_area * height * width
+    matched: np.ndarray | None = None
+    for x, y in _edge_seeds(height, width, conf.fill_seed_step):
+        if flooded[y + 1, x + 1]:
+            continue
+        region = _flooded_region(smooth, (x, y), conf.fill_tolerance, flooded)
+        if region is None or region.sum() < min_area:
+            continue
+        if matched is None:
+            matched = contrast_matched(warped, query, inside)
+        if _hides_original(smooth, matched, warped, query, region & inside, conf):
+            fill |= region
+    return _with_small_holes(fill, conf.fill_max_hole) if fill.any() else fill
+
+
+def _edge_seeds(height: int, width: int, step: int) -> list[tuple[int, int]]:
+    """(x, y) points every `step` pixels along the frame's edge, corners included."""
+    xs = sorted({*range(0, width, step), width - 1})
+    ys = sorted({*range(0, height, step), height - 1})
+    return [
+        *((x, 0) for x in xs),
+        *((x, height - 1) for x in xs),
+        *((0, y) for y in ys),
+        *((width - 1, y) for y in ys),
+    ]
+
+
+def _flooded_region(
+    image: np.ndarray, seed: tuple[int, int], tolerance: float, flooded: np.ndarray
+) -> np.ndarray | None:
+    """(h, w) bool: the 4-connected pixels of (h, w, 3) uint8 `image` within `tolerance` of the seed's
+    colour per channel; marks them in `flooded` ((h + 2, w + 2) uint8, floodFill's mask convention)."""
+    mask = np.zeros_like(flooded)
+    difference = (tolerance,) * 3
+    flags = 4 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (1 << 8)
+    area, _, _, _ = cv2.floodFill(image, mask, seed, 0, difference, difference, flags)
+    if area == 0:
+        return None
+    flooded |= mask
+    return mask[1:-1, 1:-1] > 0
+
+
+def _hides_original(
+    smooth: np.ndarray,
+    matched: np.ndarray,
+    warped: np.ndarray,
+    query: np.ndarray,
+    behind: np.ndarray,
+    conf: AlignConf,
+) -> bool:
+    """Whether a flat query region hides original content: over `behind` ((h, w) bool, its pixels
+    that have an original counterpart), the contrast-matched original (h, w, 3) float32 is not within
+    3 x letterbox_flatness of the region's colour (smooth: the median-filtered query) at its 90th
+    percentile, and what is left of the query's texture there (query, warped: (h, w, 3) uint8) does
+    not follow the original's (correlation below conf.fill_max_correlation: fog or a contrast
+    collapse fade a picture, a fill replaces it)."""
+    if behind.sum() < 16:
+        return False
+    colour = smooth[behind].reshape(-1, 3).astype(np.float32).mean(axis=0)
+    deviation = np.abs(matched[behind] - colour).max(axis=1)
+    if float(np.percentile(deviation, 90)) <= 3 * conf.letterbox_flatness:
+        return False
+    query_gray = query[behind].astype(np.float32).mean(axis=1)
+    original_gray = warped[behind].astype(np.float32).mean(axis=1)
+    return _correlation(query_gray, original_gray) < conf.fill_max_correlation
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two (N,) float32 samples (0 when either is constant)."""
+    a, b = a - a.mean(), b - b.mean()
+    norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / norm if norm > 1e-6 else 0.0
+
+
+def _with_small_holes(mask: np.ndarray, max_hole: float) -> np.ndarray:
+    """(h, w) bool mask plus its enclosed holes smaller than max_hole of the frame."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((~mask).astype(np.uint8), connectivity=4)
+    height, width = mask.shape
+    holes = [
+        label
+        for label in range(1, count)
+        if stats[label, cv2.CC_STAT_AREA] < max_hole * height * width
+        and not _touches_frame(stats[label], mask.shape)
+    ]
+    return mask | np.isin(labels, holes) if holes else mask
+
+
+def _touches_frame(stats: np.ndarray, shape: tuple[int, int]) -> bool:
+    x, y, width, height = (int(v) for v in stats[:4])
+    return x == 0 or y == 0 or x + width == shape[1] or y + height == shape[0]
 
 
 def letterbox_bands(query: np.ndarray, warped: np.ndarray, inside: np.ndarray, conf: AlignConf) -> np.ndarray:

@@ -18,6 +18,7 @@ from imgprov.compare.align import AlignedPair, GlobalFit, align_pair, estimate_t
 from imgprov.compare.calibration import Calibration, CalibrationMissing, packaged_calibration
 from imgprov.compare.conf import CompareConf
 from imgprov.compare.difference import DifferenceMaps, difference_maps, masked_blur, pixel_features
+from imgprov.compare.evidence import region_evidence
 from imgprov.compare.models import VERDICTS, Verdict
 from imgprov.compare.regions import ChangedRegion, changed_regions, threshold_mask
 from imgprov.compare.verdict import verdict_features
@@ -36,7 +37,8 @@ class Comparison:
     mask: (H, W) bool, the changed pixels (heatmap >= threshold); empty unless the verdict is
     "manipulated".
     comparable: (H, W) bool, query pixels whose content also exists in the original (not padding,
-    rotation corners or beyond a crop).
+    rotation fill, screenshot bars or beyond a crop) and can be compared (not clipped to white or
+    black by the copy's tone curve where the original has detail).
     regions: connected parts of the mask, highest score first.
     threshold: the heatmap threshold used; inliers: keypoint matches the transform explains.
     timings: seconds per step.
@@ -149,7 +151,7 @@ def compare_aligned(
         verdict_features(fit, pair, maps, heatmap_small, mask_small)
     )
     verdict = VERDICTS[int(np.argmax(probabilities))]
-    heatmap, mask, comparable, regions = _in_query_frame(shape, pair, heatmap_small, verdict, threshold, conf)
+    heatmap, mask, comparable, regions = _in_query_frame(shape, maps, heatmap_small, verdict, threshold, conf)
     timings["decide"] = time.perf_counter() - step
     timings["total"] = sum(timings.values())
     return Comparison(
@@ -179,30 +181,32 @@ def working_heatmap(
             f"computes {features.shape[-1]}; run `python -m benchmarks.calibrate_compare`"
         )
     probability = calibration.pixel_model.probability(features)
-    weights = pair.comparable.astype(np.float32)
+    weights = maps.comparable.astype(np.float32)
     heatmap = masked_blur(probability, weights, conf.heat_smoothing) * weights
     return np.clip(heatmap, 0.0, 1.0).astype(np.float32), maps
 
 
 def _in_query_frame(
     shape: tuple[int, int],
-    pair: AlignedPair,
+    maps: DifferenceMaps,
     heatmap_small: np.ndarray,
     verdict: Verdict,
     threshold: float,
     conf: CompareConf,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[ChangedRegion, ...]]:
-    """Heatmap, mask, comparable mask and regions at the query's full resolution."""
+    """Heatmap, mask, comparable mask and regions (with their evidence) at the query's full
+    resolution; maps and heatmap_small: the difference channels and the heatmap of the working frame."""
     height, width = shape
     heatmap = cv2.resize(heatmap_small, (width, height), interpolation=cv2.INTER_LINEAR)
     comparable = (
-        cv2.resize(pair.comparable.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+        cv2.resize(maps.comparable.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
     )
     heatmap *= comparable
     if verdict != Verdict.MANIPULATED:
         return heatmap, np.zeros(shape, bool), comparable, ()
     mask = threshold_mask(heatmap, comparable, threshold, conf.min_region_fraction)
-    return heatmap, mask, comparable, changed_regions(mask, heatmap)
+    regions = changed_regions(mask, heatmap, lambda region: region_evidence(region, heatmap_small, maps))
+    return heatmap, mask, comparable, regions
 
 
 def _unrelated(

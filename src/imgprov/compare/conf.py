@@ -35,8 +35,9 @@ class AlignConf:
     smooth_sigma: when that finds too few inliers too, both images are blurred alike by a Gaussian of
     smooth_sigma pixels of the denoise_features' frame (Gaussian noise) and described again so.
     working_side: longest side, in pixels, of the query frame in which the pair is compared.
-    border_margin: working pixels dropped along the edge of the comparable area (JPEG ringing and
-    resampling blur along a padding or rotation edge are not edits).
+    border_margin, bleed_pixels: working pixels, plus query pixels, dropped along the edge of the
+    comparable area (JPEG blocks, ringing and resampling blur mix a padding or rotation fill into
+    the picture next to it: not edits).
     ecc_below_inliers: with fewer inliers the affine residual is refined by ECC (at ecc_side pixels,
     ecc_iterations steps); a refinement moving a corner by more than ecc_max_shift x the working
     diagonal, or lowering the correlation, is rejected. ECC is a global least-squares fit, so an
@@ -50,6 +51,12 @@ class AlignConf:
     columns along an edge of the query whose lines have a colour standard deviation at most
     letterbox_flatness (gray levels) and the colour of the outermost line is letterboxing: not
     comparable unless the original, brought to the query's contrast, shows the same flat colour there.
+    fill_tolerance, fill_seed_step, fill_min_area, fill_max_hole: solid-colour regions reached from
+    the query's edge (pads, rotation fill, screenshot bars; `imgprov.compare.align.fill_regions`):
+    flooded within fill_tolerance gray levels from seeds every fill_seed_step working pixels along
+    the edge, kept from fill_min_area of the frame, with their enclosed holes below fill_max_hole,
+    unless the query's remaining texture there correlates with the original's by
+    fill_max_correlation or more (a faded picture, not a fill).
     """
 
     features: LocalFeatureConf = ROOTSIFT_1500_640
@@ -66,6 +73,7 @@ class AlignConf:
     retry_below_inliers: int = 25
     working_side: int = 512
     border_margin: int = 4
+    bleed_pixels: float = 6.0
     ecc_below_inliers: int = 40
     ecc_side: int = 256
     ecc_iterations: int = 30
@@ -78,6 +86,11 @@ class AlignConf:
     deep_threshold_cells: float = 0.75
     letterbox_flatness: float = 3.0
     letterbox_min_lines: int = 2
+    fill_tolerance: float = 6.0
+    fill_seed_step: int = 8
+    fill_min_area: float = 0.002
+    fill_max_hole: float = 0.01
+    fill_max_correlation: float = 0.3
 
 
 @dataclass(frozen=True)

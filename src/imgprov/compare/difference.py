@@ -8,8 +8,11 @@ typical difference", which a degradation raising the difference everywhere raise
 
 Before any channel, the original is degraded the way the query was, as far as a global model can
 say: blurred like the query (`matching_blur`) and brought to its colours (`photometric_match`).
-Every blur is a normalized convolution over the comparable pixels, so padding, rotation corners and
-crop borders never leak into the statistics of the pixels next to them.
+Where the copy's tone curve clipped (`clipped_pixels`: a highlight burnt to white, a shadow crushed
+to black) the picture's detail is gone from the query but not from the original; those pixels are
+not comparable, and every channel is computed without them. Every blur is a normalized convolution
+over the comparable pixels, so padding, rotation corners and crop borders never leak into the
+statistics of the pixels next to them.
 """
 
 from __future__ import annotations
@@ -63,6 +66,20 @@ PHOTOMETRIC_TOLERANCE = 0.05
 ROBUST_SAMPLES = 20_000
 PYRAMID_MIN_SIGMA = 4.0
 PYRAMID_CORE_SIGMA = 2.0
+NOISE_SCALE = 2.0
+NOISE_CONSTANT_FACTOR = 2.0
+"""`noise_sigma` measures the residual finer than a Gaussian of NOISE_SCALE working pixels; the
+structure channels' stabilizer adds (NOISE_CONSTANT_FACTOR x that sigma)^2."""
+CLIP_HIGH = 250.0
+CLIP_LOW = 5.0
+CLIP_NEAR = 20.0
+CLIP_GROWTH = 2
+CLIP_CHANNELS = 2
+"""A query channel at or above CLIP_HIGH (at or below CLIP_LOW) is clipped; the original, brought to
+the query's colours, is near that clip within CLIP_NEAR gray levels; the uncomparable area grows by
+CLIP_GROWTH working pixels (the detail around a clipped patch is partly clipped too). A pixel is
+clipped with CLIP_CHANNELS of its channels so (a saturated colour, one channel at 255, keeps its
+detail in the others)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +89,8 @@ class DifferenceMaps:
     channels: (h, w, C) float32, robust z-scores, C = len(CHANNEL_NAMES), ordered as CHANNEL_NAMES.
     raw: (h, w, R) float32, the channels of RAW_CHANNELS before normalization.
     image_stats: (S,) float32 per-pair descriptors, ordered as IMAGE_STAT_NAMES.
-    comparable: (h, w) bool, the pixels the channels are defined on.
+    comparable: (h, w) bool, the pixels the channels are defined on: the pair's comparable pixels
+    without the clipped ones (`clipped_pixels`).
     """
 
     channels: np.ndarray
@@ -86,18 +104,20 @@ class DifferenceMaps:
 
 def difference_maps(pair: AlignedPair, conf: DifferenceConf) -> DifferenceMaps:
     """The dissimilarity channels of an aligned pair (see the module docstring)."""
-    comparable = pair.comparable
-    weights = comparable.astype(np.float32)
     query = pair.query.astype(np.float32)
     unblurred = pair.original.astype(np.float32)
-    blur_sigma = matching_blur(query, unblurred, comparable, conf.blur_sigmas)
-    blurred = masked_blur(unblurred, weights, blur_sigma)
-    original = photometric_match(query, blurred, comparable)
+    blur_sigma = matching_blur(query, unblurred, pair.comparable, conf.blur_sigmas)
+    blurred = masked_blur(unblurred, pair.comparable.astype(np.float32), blur_sigma)
+    original = photometric_match(query, blurred, pair.comparable)
+    comparable = pair.comparable & ~clipped_pixels(query, original, unblurred, blur_sigma)
+    weights = comparable.astype(np.float32)
     query_gray, original_gray = query.mean(axis=2), original.mean(axis=2)
     raw = {
         **_residual_channels(query, original, weights, conf),
         "chroma": _chroma_difference(query, original, weights, conf),
-        **_structure_channels(query_gray, original_gray, weights, conf),
+        **_structure_channels(
+            query_gray, original_gray, weights, conf, noise_sigma(query_gray, original_gray, comparable)
+        ),
         **_detail_channels(query_gray, original_gray, weights, conf),
         **deep_channels(pair, blurred),
     }
@@ -119,6 +139,36 @@ def difference_maps(pair: AlignedPair, conf: DifferenceConf) -> DifferenceMaps:
         np.float32,
     )
     return DifferenceMaps(channels=channels, raw=raw_channels, image_stats=stats, comparable=comparable)
+
+
+def clipped_pixels(
+    query: np.ndarray, matched: np.ndarray, original: np.ndarray, blur_sigma: float = 0.0
+) -> np.ndarray:
+    """(h, w) bool: pixels whose detail the copy's tone curve clipped, so that their difference says
+    nothing about an edit.
+
+    query, matched, original: (h, w, 3) float32, the query, the original brought to the query's
+    colours, and the original as it is. A pixel is clipped where, in CLIP_CHANNELS channels, the query is at
+    or beyond CLIP_HIGH (CLIP_LOW), the matched original is within CLIP_NEAR of that clip (the
+    fitted tone curve itself runs into it there) and the original is not clipped (it still has the
+    detail). Where both are clipped they agree, and stay comparable. Only patches count (a pixel
+    whose 3 x 3 neighbourhood is all clipped: a lone dark or bright speck of JPEG is no tone curve),
+    grown back and by CLIP_GROWTH pixels plus twice blur_sigma (a blur after the clip spreads it,
+    `matching_blur`).
+    """
+    unclipped = (original > CLIP_LOW) & (original < CLIP_HIGH)
+    clipped = (
+        unclipped
+        & (
+            ((query >= CLIP_HIGH) & (matched >= CLIP_HIGH - CLIP_NEAR))
+            | ((query <= CLIP_LOW) & (matched <= CLIP_LOW + CLIP_NEAR))
+        )
+    ).sum(axis=2) >= CLIP_CHANNELS
+    patches = cv2.erode(clipped.astype(np.uint8), np.ones((3, 3), np.uint8))
+    if not patches.any():
+        return np.zeros_like(clipped)
+    size = 2 * (CLIP_GROWTH + 1 + math.ceil(2 * blur_sigma)) + 1
+    return cv2.dilate(patches, np.ones((size, size), np.uint8)) > 0
 
 
 def deep_channels(pair: AlignedPair, original: np.ndarray) -> dict[str, np.ndarray]:
@@ -307,15 +357,28 @@ def _opponent(rgb: np.ndarray) -> np.ndarray:
     return np.stack([red - green, 0.5 * (red + green) - blue], axis=2)
 
 
+def noise_sigma(query: np.ndarray, original: np.ndarray, comparable: np.ndarray) -> float:
+    """Robust standard deviation, in gray levels, of the fine residual of the (h, w) float32 gray
+    query and matched original over the comparable pixels: the copy's noise, JPEG error and the
+    detail its tone curve crushed, which no edit explains."""
+    difference = query - original
+    fine = difference - cv2.GaussianBlur(difference, (0, 0), NOISE_SCALE)
+    return _robust_scale(fine, comparable)
+
+
 def _structure_channels(
-    query: np.ndarray, original: np.ndarray, weights: np.ndarray, conf: DifferenceConf
+    query: np.ndarray, original: np.ndarray, weights: np.ndarray, conf: DifferenceConf, noise: float
 ) -> dict[str, np.ndarray]:
+    """structure_1, _2, _4. The correlation's stabilizer grows with the pair's noise (its
+    conf.structure_constant plus (NOISE_CONSTANT_FACTOR x noise)^2, noise in gray levels): where
+    both images hold no more texture than the noise, their correlation is noise and says nothing."""
     channels = {}
+    constant = conf.structure_constant + (NOISE_CONSTANT_FACTOR * noise) ** 2
     for level in (1, 2, 4):
         both = masked_blur(np.stack([query, original], axis=2), weights, conf.pre_blur * level)
         query_level, original_level = both[:, :, 0], both[:, :, 1]
         correlation = local_correlation(
-            query_level, original_level, weights, conf.structure_window * level, conf.structure_constant
+            query_level, original_level, weights, conf.structure_window * level, constant
         )
         channels[f"structure_{level}"] = 1.0 - correlation
     return channels

@@ -19,10 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+
+if TYPE_CHECKING:
+    import onnx
+
+# onnx (about 1 s to import, ml_dtypes mostly) is imported where a graph is built, never at import:
+# every process that only runs the cached graph (compare, search) needs the names above, not onnx.
 
 BUILDER_VERSION = 1
 """Part of the cache key of built graphs: bump it whenever the graph this module builds changes."""
@@ -140,10 +145,14 @@ class GraphBuilder:
         self.initializers: list[onnx.TensorProto] = []
 
     def constant(self, name: str, value: np.ndarray) -> str:
+        from onnx import numpy_helper
+
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
     def node(self, op: str, inputs: list[str], output: str, **attributes: object) -> str:
+        from onnx import helper
+
         self.nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
         return output
 
@@ -167,6 +176,8 @@ class GraphBuilder:
 
     def normalized_input(self) -> str:
         """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 (x - 127) / 128."""
+        from onnx import TensorProto
+
         pixels = self.node("Cast", [IMAGE_INPUT], "pixels", to=TensorProto.FLOAT)
         planar = self.node("Transpose", [pixels], "planar", perm=[0, 3, 1, 2])
         centred = self.node("Sub", [planar, "input_mean"], "centred")
@@ -192,6 +203,8 @@ class GraphBuilder:
         Cell i covers input pixels [32 i, 32 (i + 1)), so it is valid when 32 i + 16 < valid, that is
         i < (2 valid + 31) // 64; at least one cell per axis is.
         """
+        from onnx import TensorProto
+
         doubled = self.node("Mul", [VALID_SIZE_INPUT, "two"], "valid_doubled")
         rounded = self.node("Add", [doubled, "stride_minus_one"], "valid_rounded")
         cells_floor = self.node("Div", [rounded, "double_stride"], "cells_floor")
@@ -287,6 +300,9 @@ def build_model(weights: Mapping[str, np.ndarray]) -> onnx.ModelProto:
 
 
 def make_model(graph: GraphBuilder) -> onnx.ModelProto:
+    import onnx
+    from onnx import TensorProto, helper
+
     inputs = [
         helper.make_tensor_value_info(IMAGE_INPUT, TensorProto.UINT8, ["batch", "height", "width", 3]),
         helper.make_tensor_value_info(VALID_SIZE_INPUT, TensorProto.INT64, ["batch", 2]),
