@@ -6,7 +6,6 @@ import contextlib
 import functools
 import json
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,6 +17,7 @@ from rich.table import Table
 
 from imgprov import __version__, presets
 from imgprov.cli.compare import register as register_compare
+from imgprov.cli.exits import run
 from imgprov.cli.options import DbOption, TrustOption
 from imgprov.cli.serve import register as register_serve
 from imgprov.errors import ImgprovError
@@ -396,24 +396,7 @@ register_serve(app)
 
 def main() -> None:
     """Entry point: every error becomes one line on stderr and a non-zero exit status."""
-    try:
-        status = app(standalone_mode=False)
-    except ImgprovError as exc:
-        _fail(str(exc))
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        _fail("aborted", status=130)
-    except typer.TyperException as exc:
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        _fail(f"{message} (see `imgprov --help`)", status=2)
-    except KeyboardInterrupt:
-        _fail("interrupted; completed batches are kept", status=130)
-    except Exception as exc:
-        if os.environ.get("IMGPROV_DEBUG"):
-            raise
-        _fail(f"internal error: {type(exc).__name__}: {exc} (set IMGPROV_DEBUG=1 for details)")
-    sys.exit(status if isinstance(status, int) else 0)
+    run(app, interrupted="interrupted; completed batches are kept")
 
 
 def _nodes_line(nodes: Mapping[str, int]) -> str:
@@ -449,11 +432,6 @@ def _write_json(path: Path, document: dict) -> None:
         path.write_text(json.dumps(document, indent=1) + "\n")
     except OSError as exc:
         raise ImgprovError(f"{path}: cannot write ({exc.strerror or exc})") from None
-
-
-def _fail(message: str, status: int = 1) -> None:
-    print(f"imgprov: error: {message}", file=sys.stderr)
-    sys.exit(status)
 
 
 def _choices(table) -> str:

@@ -12,16 +12,14 @@ where they are used, so that `imgprov.cli.main` can run the command without the 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
+from imgprov.cli.exits import run
 from imgprov.compare.conf import COMPARES, DEFAULT_COMPARE, CompareConf, compare_preset
-from imgprov.errors import ImgprovError
 from imgprov.images import load_image
 
 if TYPE_CHECKING:
@@ -71,34 +69,12 @@ def register(app: typer.Typer) -> None:
 
 def standalone_main(arguments: list[str]) -> None:
     """`imgprov compare ARGUMENTS...` without importing the rest of the CLI (search, storage,
-    indexing, serving): the same command, help and exit statuses as through the main app, whose
-    entry point (`imgprov.cli.app.main`) it mirrors for the errors compare can raise."""
+    indexing, serving): the same command, help and exit statuses as through the main app, both
+    ending through `imgprov.cli.exits.run`."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command(name="compare")(compare_command)
     app.callback()(lambda: None)
-    try:
-        status = app(["compare", *arguments], prog_name="imgprov", standalone_mode=False)
-    except ImgprovError as exc:
-        _fail(str(exc))
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        _fail("aborted", status=130)
-    except typer.TyperException as exc:
-        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        _fail(f"{message} (see `imgprov --help`)", status=2)
-    except KeyboardInterrupt:
-        _fail("interrupted", status=130)
-    except Exception as exc:
-        if os.environ.get("IMGPROV_DEBUG"):
-            raise
-        _fail(f"internal error: {type(exc).__name__}: {exc} (set IMGPROV_DEBUG=1 for details)")
-    sys.exit(status if isinstance(status, int) else 0)
-
-
-def _fail(message: str, status: int = 1) -> None:
-    print(f"imgprov: error: {message}", file=sys.stderr)
-    sys.exit(status)
+    run(app, ["compare", *arguments])
 
 
 def write_pictures(
