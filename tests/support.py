@@ -44,3 +44,16 @@ def index_all(db: str, paths: list[Path], collection_presets: CollectionPresets)
         report = index_paths(collection, paths)
     assert len(report.added) == len(paths) and not report.failed
     return db
+
+
+def private_copy(db: str, new_db) -> str:
+    """A new collection (from the `new_db` fixture) holding a copy of `db`, made by `imgprov
+    migrate` (ids and all), for tests that add and remove originals."""
+    from imgprov.storage import open_store
+    from imgprov.storage.migrate import migrate, source_presets
+
+    copy = new_db()
+    source = open_store(db)
+    with store_writer(copy, presets=source_presets(source)) as target:
+        migrate(source, target)
+    return copy

@@ -25,9 +25,8 @@ from imgprov.service.app import create_app
 from imgprov.service.server import background_server
 from imgprov.service.settings import TOKEN_ENV, ServiceSettings, SettingsError
 from imgprov.service.uploads import display_name, read_upload, sniff_image
-from imgprov.storage import open_store, store_writer
-from imgprov.storage.migrate import migrate, source_presets
 from imgprov.storage.originals import originals_folder
+from tests.support import private_copy
 
 TOKEN = "test-token-0123456789abcdef"
 WRONG_TOKEN = "test-token-0123456789abcdeX"
@@ -61,11 +60,7 @@ def assert_error(response, status: int) -> str:
 def service_db(photo_db, new_db) -> str:
     """A private copy of the photo index in the store under test, made by `imgprov migrate` (ids
     and all): these tests add and remove originals."""
-    db = new_db()
-    source = open_store(photo_db)
-    with store_writer(db, presets=source_presets(source)) as target:
-        migrate(source, target)
-    return db
+    return private_copy(photo_db, new_db)
 
 
 @pytest.fixture(scope="module")

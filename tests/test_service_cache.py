@@ -19,8 +19,7 @@ from imgprov.service.errors import BadRequest, UnknownQuery
 from imgprov.service.settings import ServiceSettings
 from imgprov.service.state import ServiceState
 from imgprov.service.uploads import Upload
-from imgprov.storage import open_store, store_writer
-from imgprov.storage.migrate import migrate, source_presets
+from tests.support import private_copy
 from tests.test_service_api import TOKEN, assert_error, auth, image_file
 
 TOKEN_FORMAT = re.compile(r"[0-9a-f]{32}")
@@ -29,11 +28,7 @@ TOKEN_FORMAT = re.compile(r"[0-9a-f]{32}")
 @pytest.fixture(scope="module")
 def service_db(photo_db, new_db) -> str:
     """A private copy of the photo index (these tests add and remove an original)."""
-    db = new_db()
-    source = open_store(photo_db)
-    with store_writer(db, presets=source_presets(source)) as target:
-        migrate(source, target)
-    return db
+    return private_copy(photo_db, new_db)
 
 
 @pytest.fixture(scope="module")

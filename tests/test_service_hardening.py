@@ -31,10 +31,9 @@ from imgprov.service.errors import ClientGone
 from imgprov.service.pool import JobPool
 from imgprov.service.server import background_server, server_config
 from imgprov.service.settings import ServiceSettings, SettingsError
-from imgprov.storage import open_store, store_writer
-from imgprov.storage.migrate import migrate, source_presets
 from imgprov.storage.originals import originals_folder, orphaned_originals
 from tests.c2pa_chain import created_action, encode, make_signing_chain, sign_image
+from tests.support import private_copy
 
 TOKEN = "test-token-0123456789abcdef"
 BOMB_SIDE = 7000
@@ -56,11 +55,7 @@ def upload(data: bytes, field: str = "file", name: str = "bomb.jpg") -> dict:
 
 @pytest.fixture(scope="module")
 def service_db(photo_db, new_db) -> str:
-    db = new_db()
-    source = open_store(photo_db)
-    with store_writer(db, presets=source_presets(source)) as target:
-        migrate(source, target)
-    return db
+    return private_copy(photo_db, new_db)
 
 
 @pytest.fixture(scope="module")
